@@ -1,0 +1,1 @@
+"""Built-in datasets and loaders for user files."""

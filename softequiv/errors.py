@@ -1,0 +1,11 @@
+"""The one exception type users see for bad input."""
+
+from __future__ import annotations
+
+
+class InputError(ValueError):
+    """Bad user input (a shape, a name, a file, a value), described in one line.
+
+    The CLI prints the message alone and exits with code 2; library callers can catch it
+    like any ``ValueError``.
+    """
