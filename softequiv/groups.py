@@ -1,0 +1,396 @@
+"""Matrix groups acting on R^d, each given only by its generators.
+
+A group is its Lie-algebra generators (the continuous part, reached by ``exp``) and
+its discrete generators (the parts ``exp`` does not reach). That is all the solver
+needs to find equivariant maps, and it lets subgroups, embeddings, unions and products
+be built in a few lines. Several groups may act on the same R^d (``O2xy`` and ``O2yz``
+both act on R^3), which is how mixed candidate symmetries share one tensor layout.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from scipy.linalg import expm
+
+Array = np.ndarray
+
+
+def _stack(mats: Sequence[Array], d: int) -> Array:
+    if len(mats) == 0:
+        return np.zeros((0, d, d))
+    return np.stack([np.asarray(m, dtype=np.float64) for m in mats])
+
+
+def _unit(d: int, i: int, j: int) -> Array:
+    e = np.zeros((d, d))
+    e[i, j] = 1.0
+    return e
+
+
+class Group:
+    """A matrix group acting on R^d.
+
+    ``lie`` is ``[m, d, d]`` (Lie-algebra generators) and ``discrete`` is ``[r, d, d]``
+    (discrete generators), both float64 numpy arrays. ``name`` is for people; identity
+    for caching is ``key``, a hash of the generators, so two groups with the same name
+    but different generators (O(2) on different planes) never share a cached basis.
+    """
+
+    def __init__(self, lie: Sequence[Array] | Array, discrete: Sequence[Array] | Array, d: int,
+                 name: str):
+        self.d = int(d)
+        self.lie = _stack(list(lie), self.d)
+        self.discrete = _stack(list(discrete), self.d)
+        self.name = name
+        for label, gens in (("Lie", self.lie), ("discrete", self.discrete)):
+            if gens.shape[1:] != (self.d, self.d):
+                raise ValueError(f"{name}: {label} generators must be {self.d}x{self.d}, "
+                                 f"got {gens.shape[1:]}")
+
+    @property
+    def key(self) -> str:
+        """Hash of the generators: the identity of the group for caches."""
+        h = hashlib.sha1()
+        h.update(np.array([self.d, len(self.lie), len(self.discrete)]).tobytes())
+        h.update(np.round(self.lie, 12).tobytes())
+        h.update(np.round(self.discrete, 12).tobytes())
+        return h.hexdigest()
+
+    @property
+    def is_orthogonal(self) -> bool:
+        """True when every element is orthogonal, so the dual rep V* equals V."""
+        lie_ok = all(np.allclose(a, -a.T, atol=1e-12) for a in self.lie)
+        disc_ok = all(np.allclose(h @ h.T, np.eye(self.d), atol=1e-12) for h in self.discrete)
+        return lie_ok and disc_ok
+
+    def __repr__(self) -> str:
+        return self.name
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Group) and self.key == other.key
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    def __mul__(self, other: Group) -> Group:
+        return DirectProduct(self, other)
+
+    def _lie_scale(self) -> float:
+        """Std of the random Lie-algebra coefficients used by ``sample``."""
+        return 1.0
+
+    def _word_length(self) -> int:
+        """How many random discrete generators ``sample`` multiplies together."""
+        return 1 if len(self.discrete) <= 1 else 2 * len(self.discrete) + 3
+
+    def _sample_numpy(self, n: int, rng: np.random.Generator) -> Array:
+        out = np.empty((n, self.d, self.d))
+        for i in range(n):
+            g = np.eye(self.d)
+            if len(self.lie):
+                coeffs = rng.normal(scale=self._lie_scale(), size=len(self.lie))
+                g = expm(np.tensordot(coeffs, self.lie, axes=1))
+            if len(self.discrete):
+                for _ in range(self._word_length()):
+                    k = rng.integers(len(self.discrete))
+                    if rng.random() < 0.5:
+                        g = g @ self.discrete[k]
+            out[i] = g
+        return out
+
+    def sample(self, n: int = 1, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` random group elements as a float64 tensor ``[n, d, d]``.
+
+        For compact groups with a known Haar measure the draw is uniform; otherwise it is
+        exp of a random Lie-algebra element times a random word in the discrete
+        generators, which covers the group (connected components included) for testing.
+        Deterministic given ``generator``.
+        """
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator).item())
+        return torch.from_numpy(self._sample_numpy(int(n), np.random.default_rng(seed)))
+
+
+def _antisymmetric_basis(n: int) -> list[Array]:
+    return [_unit(n, i, j) - _unit(n, j, i) for i, j in itertools.combinations(range(n), 2)]
+
+
+def _reflection(n: int) -> Array:
+    r = np.eye(n)
+    r[0, 0] = -1.0
+    return r
+
+
+def _haar_orthogonal(n: int, rng: np.random.Generator) -> Array:
+    q, r = np.linalg.qr(rng.normal(size=(n, n)))
+    return q * np.sign(np.diag(r))
+
+
+class O(Group):
+    """Orthogonal group O(n): rotations and reflections of R^n."""
+
+    def __init__(self, n: int):
+        super().__init__(_antisymmetric_basis(n), [_reflection(n)], n, f"O({n})")
+
+    def _sample_numpy(self, n: int, rng: np.random.Generator) -> Array:
+        return np.stack([_haar_orthogonal(self.d, rng) for _ in range(n)])
+
+
+class SO(Group):
+    """Special orthogonal group SO(n): rotations of R^n."""
+
+    def __init__(self, n: int):
+        super().__init__(_antisymmetric_basis(n), [], n, f"SO({n})")
+
+    def _sample_numpy(self, n: int, rng: np.random.Generator) -> Array:
+        out = []
+        for _ in range(n):
+            q = _haar_orthogonal(self.d, rng)
+            if np.linalg.det(q) < 0:
+                q[:, 0] = -q[:, 0]
+            out.append(q)
+        return np.stack(out)
+
+
+class Scaling(Group):
+    """Positive scalings x -> s x of R^n (generator A = I)."""
+
+    def __init__(self, n: int):
+        super().__init__([np.eye(n)], [], n, f"Scaling({n})")
+
+
+class SE(Group):
+    """Special Euclidean group SE(n) as (n+1)x(n+1) affine matrices on homogeneous (x, 1)."""
+
+    def __init__(self, n: int):
+        d = n + 1
+        rot = [np.pad(a, ((0, 1), (0, 1))) for a in _antisymmetric_basis(n)]
+        trans = [_unit(d, i, n) for i in range(n)]
+        super().__init__(rot + trans, [], d, f"SE({n})")
+
+
+class Rot(Group):
+    """Rotations SO(n) acting on homogeneous (x, 1): the rotation subgroup of SE(n)."""
+
+    def __init__(self, n: int):
+        rot = [np.pad(a, ((0, 1), (0, 1))) for a in _antisymmetric_basis(n)]
+        super().__init__(rot, [], n + 1, f"Rot({n})")
+
+
+class Trans(Group):
+    """Translations of R^n acting on homogeneous (x, 1): the translation subgroup of SE(n)."""
+
+    def __init__(self, n: int):
+        super().__init__([_unit(n + 1, i, n) for i in range(n)], [], n + 1, f"Trans({n})")
+
+
+_MINKOWSKI = np.diag([-1.0, 1.0, 1.0, 1.0])
+
+
+def _lorentz_algebra() -> list[Array]:
+    rotations = [np.pad(a, ((1, 0), (1, 0))) for a in _antisymmetric_basis(3)]
+    boosts = [_unit(4, 0, i) + _unit(4, i, 0) for i in range(1, 4)]
+    return rotations + boosts
+
+
+class Lorentz(Group):
+    """Lorentz group O(1,3): preserves the metric diag(-1, 1, 1, 1), parity and time reversal
+    included."""
+
+    def __init__(self):
+        parity = np.diag([1.0, -1.0, -1.0, -1.0])
+        time_reversal = np.diag([-1.0, 1.0, 1.0, 1.0])
+        super().__init__(_lorentz_algebra(), [parity, time_reversal], 4, "O(1,3)")
+
+    def _lie_scale(self) -> float:
+        return 0.5
+
+
+class SO13p(Group):
+    """Proper orthochronous Lorentz group SO+(1,3): the identity component of O(1,3)."""
+
+    def __init__(self):
+        super().__init__(_lorentz_algebra(), [], 4, "SO+(1,3)")
+
+    def _lie_scale(self) -> float:
+        return 0.5
+
+
+class Sp(Group):
+    """Symplectic group Sp(2m) on R^{2m}, preserving J = [[0, I], [-I, 0]]; ``Sp(m)``."""
+
+    def __init__(self, m: int):
+        d = 2 * m
+        J = np.block([[np.zeros((m, m)), np.eye(m)], [-np.eye(m), np.zeros((m, m))]])
+        sym = []
+        for i in range(d):
+            for j in range(i, d):
+                sym.append(_unit(d, i, j) + _unit(d, j, i) if i != j else _unit(d, i, i))
+        super().__init__([J @ s for s in sym], [], d, f"Sp({m})")
+        self.J = J
+
+    def _lie_scale(self) -> float:
+        return 0.3
+
+
+def _permutation(perm: Sequence[int]) -> Array:
+    n = len(perm)
+    p = np.zeros((n, n))
+    p[np.asarray(perm), np.arange(n)] = 1.0
+    return p
+
+
+class S(Group):
+    """Symmetric group S(n): permutations of the n coordinates (generated by transpositions)."""
+
+    def __init__(self, n: int):
+        gens = []
+        for i in range(n - 1):
+            perm = list(range(n))
+            perm[i], perm[i + 1] = perm[i + 1], perm[i]
+            gens.append(_permutation(perm))
+        super().__init__([], gens, n, f"S({n})")
+
+    def _sample_numpy(self, n: int, rng: np.random.Generator) -> Array:
+        return np.stack([_permutation(rng.permutation(self.d)) for _ in range(n)])
+
+
+class Z(Group):
+    """Cyclic group Z(n): cyclic shifts of the n coordinates."""
+
+    def __init__(self, n: int):
+        super().__init__([], [_permutation(np.roll(np.arange(n), 1))], n, f"Z({n})")
+
+    def _sample_numpy(self, n: int, rng: np.random.Generator) -> Array:
+        shift = _permutation(np.roll(np.arange(self.d), 1))
+        return np.stack([np.linalg.matrix_power(shift, int(k))
+                         for k in rng.integers(self.d, size=n)])
+
+
+class SL(Group):
+    """Special linear group SL(n): volume-preserving linear maps (traceless generators)."""
+
+    def __init__(self, n: int):
+        gens = [_unit(n, i, j) for i in range(n) for j in range(n) if i != j]
+        gens += [_unit(n, i, i) - _unit(n, i + 1, i + 1) for i in range(n - 1)]
+        super().__init__(gens, [], n, f"SL({n})")
+
+    def _lie_scale(self) -> float:
+        return 0.3
+
+
+class GL(Group):
+    """General linear group GL(n): all invertible maps (both orientations)."""
+
+    def __init__(self, n: int):
+        gens = [_unit(n, i, j) for i in range(n) for j in range(n)]
+        super().__init__(gens, [_reflection(n)], n, f"GL({n})")
+
+    def _lie_scale(self) -> float:
+        return 0.3
+
+
+class Trivial(Group):
+    """The trivial group on R^n: every linear map is equivariant."""
+
+    def __init__(self, n: int):
+        super().__init__([], [], n, f"Trivial({n})")
+
+
+class Embed(Group):
+    """``group`` acting on the coordinates ``axes`` of R^d, the identity on the others."""
+
+    def __init__(self, group: Group, d: int, axes: Sequence[int], name: str | None = None):
+        axes = [int(a) for a in axes]
+        if len(axes) != group.d:
+            raise ValueError(f"Embed: {group.name} acts on R^{group.d} but {len(axes)} axes given")
+        if len(set(axes)) != len(axes) or not all(0 <= a < d for a in axes):
+            raise ValueError(f"Embed: axes {axes} must be distinct and within 0..{d - 1}")
+        idx = np.ix_(axes, axes)
+
+        def lie(a: Array) -> Array:
+            out = np.zeros((d, d))
+            out[idx] = a
+            return out
+
+        def disc(h: Array) -> Array:
+            out = np.eye(d)
+            out[idx] = h
+            return out
+
+        super().__init__([lie(a) for a in group.lie], [disc(h) for h in group.discrete], d,
+                         name or f"Embed({group.name}, {d}, {axes})")
+        self.inner, self.axes = group, axes
+
+    def _sample_numpy(self, n: int, rng: np.random.Generator) -> Array:
+        inner = self.inner._sample_numpy(n, rng)
+        out = np.tile(np.eye(self.d), (n, 1, 1))
+        for i in range(n):
+            out[i][np.ix_(self.axes, self.axes)] = inner[i]
+        return out
+
+
+class Union(Group):
+    """The group generated by ``a`` and ``b`` acting on the same R^d (e.g. SO(3) with scaling)."""
+
+    def __init__(self, a: Group, b: Group):
+        if a.d != b.d:
+            raise ValueError(f"Union: {a.name} acts on R^{a.d} but {b.name} on R^{b.d}")
+        super().__init__(list(a.lie) + list(b.lie), list(a.discrete) + list(b.discrete), a.d,
+                         f"Union({a.name}, {b.name})")
+        self.parts = (a, b)
+
+    def _sample_numpy(self, n: int, rng: np.random.Generator) -> Array:
+        a, b = self.parts
+        return a._sample_numpy(n, rng) @ b._sample_numpy(n, rng) @ a._sample_numpy(n, rng)
+
+
+class DirectProduct(Group):
+    """Direct product G x H acting block-diagonally on R^{d_G + d_H}."""
+
+    def __init__(self, a: Group, b: Group):
+        d = a.d + b.d
+
+        def pad(m: Array, first: bool, identity: bool) -> Array:
+            out = np.eye(d) if identity else np.zeros((d, d))
+            if first:
+                out[:a.d, :a.d] = m
+            else:
+                out[a.d:, a.d:] = m
+            return out
+
+        lie = [pad(m, True, False) for m in a.lie] + [pad(m, False, False) for m in b.lie]
+        disc = [pad(m, True, True) for m in a.discrete] + [pad(m, False, True) for m in b.discrete]
+        super().__init__(lie, disc, d, f"{a.name}*{b.name}")
+        self.parts = (a, b)
+
+    def _sample_numpy(self, n: int, rng: np.random.Generator) -> Array:
+        a, b = self.parts
+        out = np.zeros((n, self.d, self.d))
+        out[:, :a.d, :a.d] = a._sample_numpy(n, rng)
+        out[:, a.d:, a.d:] = b._sample_numpy(n, rng)
+        return out
+
+
+def plane_o2(axes: tuple[int, int], name: str) -> Embed:
+    """O(2) acting on two coordinates of R^3, the third fixed."""
+    return Embed(O(2), 3, list(axes), name=name)
+
+
+def O2xy() -> Embed:
+    """O(2) on the x-y plane of R^3 (rotations about z and reflections fixing z)."""
+    return plane_o2((0, 1), "O2xy")
+
+
+def O2yz() -> Embed:
+    """O(2) on the y-z plane of R^3."""
+    return plane_o2((1, 2), "O2yz")
+
+
+def O2xz() -> Embed:
+    """O(2) on the x-z plane of R^3."""
+    return plane_o2((0, 2), "O2xz")

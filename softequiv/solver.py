@@ -1,0 +1,254 @@
+"""Exact orthonormal bases of equivariant linear maps, and the projectors built from them.
+
+A map W: rep_in -> rep_out is G-equivariant iff vec(W) is annihilated by drho(A) for
+every Lie generator and fixed by rho(h) for every discrete generator of rep_out ⊗ rep_in*.
+Both reps are direct sums, so W splits into blocks (out summand a, in summand b) that
+the constraint never mixes, and all blocks of the same pair of tensor types share one
+small basis. We solve once per type pair, cache it by the group's generators, and
+project every block of a pair with one batched matmul: cost linear in the number of
+weights, never a dense (#weights)^2 matrix.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from functools import cache, reduce
+
+import numpy as np
+import scipy.linalg
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+import torch
+from torch import nn
+
+from softequiv.groups import Group
+from softequiv.reps import DUAL, Rep, TensorType
+
+DEFAULT_TOL = 1e-6
+"""Singular values of the constraint below this count as zero (null space)."""
+
+DENSE_LIMIT = 2500
+"""Blocks of at most this many entries (dim_out * dim_in) are solved by a dense symmetric
+eigendecomposition; larger ones by sparse shift-invert Lanczos (``scipy.sparse.linalg.eigsh``),
+which handles blocks of tens of thousands of entries (e.g. T(4) -> T(4) on R^3, 6561)."""
+
+
+def _kron_all(mats: Sequence[sp.spmatrix]) -> sp.csr_matrix:
+    return reduce(lambda a, b: sp.kron(a, b, format="csr"), mats)
+
+
+def _type_constraints(factors: tuple[int, ...], group: Group) -> list[sp.csr_matrix]:
+    """Sparse constraint matrices whose common null space is the invariant subspace of the
+    tensor type with these factors."""
+    d = group.d
+    eye = sp.identity(d, format="csr")
+    out = []
+    inv_t = [np.linalg.inv(h).T for h in group.discrete]
+    for A in group.lie:
+        terms = []
+        for i, f in enumerate(factors):
+            gen = sp.csr_matrix(A if f != DUAL else -A.T)
+            terms.append(_kron_all([gen if j == i else eye for j in range(len(factors))]))
+        out.append(sum(terms[1:], terms[0]))
+    for h, h_inv_t in zip(group.discrete, inv_t, strict=True):
+        mats = [sp.csr_matrix(h if f != DUAL else h_inv_t) for f in factors]
+        out.append(_kron_all(mats) - sp.identity(d ** len(factors), format="csr"))
+    return out
+
+
+def _null_space(constraints: list[sp.csr_matrix], size: int, tol: float) -> np.ndarray:
+    """Orthonormal basis ``[size, k]`` of the common null space of the constraints."""
+    if not constraints:
+        return np.eye(size)
+    gram = sum((c.T @ c for c in constraints[1:]), constraints[0].T @ constraints[0])
+    threshold = tol * tol * max(1.0, float(abs(gram).max()))
+    if size <= DENSE_LIMIT:
+        values, vectors = scipy.linalg.eigh(gram.toarray(), driver="evr",
+                                            subset_by_value=(-np.inf, threshold))
+        return vectors
+    return _sparse_null_space(gram.tocsc(), size, threshold)
+
+
+def _sparse_null_space(gram: sp.csc_matrix, size: int, threshold: float) -> np.ndarray:
+    k = min(32, size - 2)
+    while True:
+        values, vectors = spla.eigsh(gram, k=k, sigma=-1e-3, which="LM", tol=1e-14)
+        keep = values < threshold
+        if not keep.all() or k >= size - 2:
+            q, _ = np.linalg.qr(vectors[:, keep])
+            return q
+        k = min(2 * k, size - 2)
+
+
+@cache
+def _cached_type_basis(factors: tuple[int, ...], group_key: str, tol: float) -> np.ndarray:
+    group = _GROUPS_BY_KEY[group_key]
+    size = group.d ** len(factors)
+    if not factors:
+        return np.ones((1, 1))
+    basis = _null_space(_type_constraints(factors, group), size, tol)
+    basis.setflags(write=False)
+    return basis
+
+
+_GROUPS_BY_KEY: dict[str, Group] = {}
+
+
+def type_basis(out_type: TensorType, in_type: TensorType, group: Group,
+               tol: float = DEFAULT_TOL) -> np.ndarray:
+    """Orthonormal basis ``[dim_out*dim_in, k]`` (float64) of equivariant maps between two
+    tensor types, for W flattened row-major. Cached by the generators, not the name."""
+    factors = TensorType(out_type.factors + in_type.dual().factors)
+    factors = factors.canonical(group.is_orthogonal).factors
+    _GROUPS_BY_KEY.setdefault(group.key, group)
+    return _cached_type_basis(factors, group.key, float(tol))
+
+
+def clear_cache() -> None:
+    """Forget every cached basis (for cold-start timings)."""
+    _cached_type_basis.cache_clear()
+
+
+def equivariant_basis(rep_in: Rep, rep_out: Rep, group: Group,
+                      tol: float = DEFAULT_TOL) -> torch.Tensor:
+    """Orthonormal basis ``[D, k]`` (float64) of all G-equivariant maps rep_in -> rep_out.
+
+    ``D = size(out) * size(in)``; a column is a map W reshaped row-major to
+    ``[size(out), size(in)]``. Assembled from the cached per-type-pair bases.
+    """
+    d = group.d
+    n_out, n_in = rep_out.size(d), rep_in.size(d)
+    out_idx, in_idx = rep_out.type_indices(d), rep_in.type_indices(d)
+    columns = []
+    for a, rows in out_idx.items():
+        for b, cols in in_idx.items():
+            q = torch.from_numpy(np.array(type_basis(a, b, group, tol)))
+            if q.shape[1] == 0:
+                continue
+            da, db = a.dim(d), b.dim(d)
+            for i in range(len(rows) // da):
+                for j in range(len(cols) // db):
+                    flat = (rows[i * da:(i + 1) * da, None] * n_in
+                            + cols[None, j * db:(j + 1) * db]).reshape(-1)
+                    col = torch.zeros(n_out * n_in, q.shape[1], dtype=torch.float64)
+                    col[flat] = q
+                    columns.append(col)
+    if not columns:
+        return torch.zeros(n_out * n_in, 0, dtype=torch.float64)
+    return torch.cat(columns, dim=1)
+
+
+def _as_index(idx: torch.Tensor) -> slice | torch.Tensor:
+    start = int(idx[0])
+    if torch.equal(idx, torch.arange(start, start + len(idx))):
+        return slice(start, start + len(idx))
+    return idx
+
+
+class Projector(nn.Module):
+    """Orthogonal projectors P_j = Q_j Q_j^T onto equivariant maps rep_in -> rep_out, one per
+    group, applied to weight matrices ``[size(out), size(in)]`` (a bias is a map from
+    ``Scalar``).
+
+    ``penalty(W)`` gives 1/2 ||W - P_j W||^2 for every group in one pass (float64, cost
+    linear in the number of weights); ``project(W, j)`` gives P_j W. Bases live in buffers,
+    so they follow ``.to(device)`` and are saved in ``state_dict``.
+    """
+
+    def __init__(self, rep_in: Rep, rep_out: Rep, groups: Sequence[Group], *,
+                 tol: float = DEFAULT_TOL):
+        super().__init__()
+        if not groups:
+            raise ValueError("Projector needs at least one group")
+        dims = {g.d for g in groups}
+        if len(dims) != 1:
+            raise ValueError(f"all groups must act on the same R^d, got dimensions {sorted(dims)}")
+        self.d = dims.pop()
+        self.rep_in, self.rep_out, self.n_groups = rep_in, rep_out, len(groups)
+        self.shape = (rep_out.size(self.d), rep_in.size(self.d))
+        self._pairs: list[tuple[str, slice | str, slice | str, int, int, int, int,
+                                tuple[int, ...]]] = []
+        out_idx, in_idx = rep_out.type_indices(self.d), rep_in.type_indices(self.d)
+        for a_i, (a, rows) in enumerate(out_idx.items()):
+            row_sel = self._index_buffer(f"rows{a_i}", rows)
+            for b_i, (b, cols) in enumerate(in_idx.items()):
+                col_sel = self._index_buffer(f"cols{b_i}", cols)
+                bases = [type_basis(a, b, g, tol) for g in groups]
+                ks = tuple(q.shape[1] for q in bases)
+                name = f"basis_{a_i}_{b_i}"
+                self.register_buffer(name, torch.from_numpy(np.concatenate(bases, axis=1)))
+                da, db = a.dim(self.d), b.dim(self.d)
+                self._pairs.append((name, row_sel, col_sel, len(rows) // da, da,
+                                    len(cols) // db, db, ks))
+
+    def _index_buffer(self, name: str, idx: torch.Tensor) -> slice | str:
+        sel = _as_index(idx)
+        if isinstance(sel, slice):
+            return sel
+        if not hasattr(self, name):
+            self.register_buffer(name, idx, persistent=False)
+        return name
+
+    def _select(self, W: torch.Tensor, rows: slice | str, cols: slice | str) -> torch.Tensor:
+        W = W[rows] if isinstance(rows, slice) else W.index_select(0, getattr(self, rows))
+        return W[:, cols] if isinstance(cols, slice) else W.index_select(1, getattr(self, cols))
+
+    def _blocks(self, W: torch.Tensor, pair: tuple) -> torch.Tensor:
+        _, rows, cols, na, da, nb, db, _ = pair
+        block = self._select(W, rows, cols)
+        return block.reshape(na, da, nb, db).transpose(1, 2).reshape(na * nb, da * db)
+
+    def _check(self, W: torch.Tensor) -> None:
+        if tuple(W.shape) != self.shape:
+            raise ValueError(f"weight of shape {tuple(W.shape)} does not match "
+                             f"{self.rep_in} -> {self.rep_out}, expected {self.shape}")
+
+    def coefficient_norms(self, W: torch.Tensor) -> torch.Tensor:
+        """||Q_j^T vec(W)||^2 for every group, float64 ``[n_groups]``."""
+        self._check(W)
+        total = W.new_zeros(self.n_groups, dtype=torch.float64)
+        for pair in self._pairs:
+            ks = pair[-1]
+            if sum(ks) == 0:
+                continue
+            coeffs = self._blocks(W, pair).double() @ getattr(self, pair[0])
+            sq = coeffs.square().sum(0)
+            total = total + torch.stack([s.sum() for s in torch.split(sq, ks)])
+        return total
+
+    def penalty(self, W: torch.Tensor) -> torch.Tensor:
+        """1/2 ||W - P_j W||^2 for every group, float64 ``[n_groups]``.
+
+        Uses ||W - PW||^2 = ||W||^2 - ||Q^T w||^2, evaluated in float64 so that the
+        difference stays accurate when W is nearly equivariant.
+        """
+        norm = W.double().square().sum()
+        return (0.5 * (norm - self.coefficient_norms(W))).clamp_min(0.0)
+
+    def project(self, W: torch.Tensor, group: int = 0) -> torch.Tensor:
+        """P_j W: the closest map to W that is equivariant under group ``j``."""
+        self._check(W)
+        out = torch.zeros_like(W)
+        for pair in self._pairs:
+            name, rows, cols, na, da, nb, db, ks = pair
+            if ks[group] == 0:
+                continue
+            start = sum(ks[:group])
+            q = getattr(self, name)[:, start:start + ks[group]].to(W.dtype)
+            blocks = (self._blocks(W, pair) @ q) @ q.T
+            blocks = blocks.reshape(na, nb, da, db).transpose(1, 2).reshape(na * da, nb * db)
+            row_idx = self._positions(rows, na * da, W.device)
+            col_idx = self._positions(cols, nb * db, W.device)
+            out = out.index_put((row_idx[:, None], col_idx[None, :]), blocks)
+        return out
+
+    def _positions(self, sel: slice | str, n: int, device: torch.device) -> torch.Tensor:
+        if isinstance(sel, slice):
+            return torch.arange(sel.start, sel.stop, device=device)
+        return getattr(self, sel)
+
+    def dims(self) -> list[int]:
+        """Dimension of the equivariant subspace for every group."""
+        return [sum(math.prod((p[3], p[5], 1)) * p[-1][j] for p in self._pairs)
+                for j in range(self.n_groups)]
