@@ -1,0 +1,157 @@
+"""Layers of soft and hard equivariant networks.
+
+Only :class:`SoftLinear` can break a symmetry: its weights are dense, and per candidate
+group it carries a projector that measures (and, for hard or residual-pathway models,
+imposes) equivariance. :class:`EquivariantBilinear` and :class:`GatedNonlinearity` are
+exactly equivariant under the ambient group, hence under every subgroup.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from softequiv.groups import Group
+from softequiv.reps import Rep, Scalar, TensorType
+from softequiv.solver import DEFAULT_TOL, Projector
+
+
+def gated(rep: Rep) -> Rep:
+    """``rep`` followed by one gate scalar per non-scalar summand copy."""
+    return rep + rep.num_nonscalars() * Scalar
+
+
+class SoftLinear(nn.Module):
+    """A linear map rep_in -> rep_out whose weight is
+    ``W = sum_{j in projected} P_j V_j + W_free`` (and likewise the bias).
+
+    With ``projected=()`` and ``free=True`` it is the unconstrained layer of a soft
+    (PER) network; ``projected=(0,)``, ``free=False`` is a hard EMLP layer; with
+    ``free=True`` as well it is a residual-pathway (RPP) layer, and projecting several
+    groups gives Mixed-RPP. ``penalties()`` returns 1/2 ||W - P_j W||^2 + 1/2 ||b - P_j b||^2
+    of the effective weights for every group, the projection regularizer of SPEC 3.
+    """
+
+    def __init__(self, rep_in: Rep, rep_out: Rep, groups: Sequence[Group], *,
+                 projected: Sequence[int] = (), free: bool = True, tol: float = DEFAULT_TOL):
+        super().__init__()
+        self.weight_projector = Projector(rep_in, rep_out, groups, tol=tol)
+        self.bias_projector = Projector(Scalar, rep_out, groups, tol=tol)
+        n_out, n_in = self.weight_projector.shape
+        self.rep_in, self.rep_out = rep_in, rep_out
+        self.projected, self.free = tuple(projected), free
+        bound = 1.0 / math.sqrt(n_in)
+        self.weight = nn.Parameter(torch.empty(n_out, n_in).uniform_(-bound, bound)) if free else None
+        self.bias = nn.Parameter(torch.empty(n_out).uniform_(-bound, bound)) if free else None
+        self.path_weights = nn.ParameterList(
+            [nn.Parameter(torch.empty(n_out, n_in).uniform_(-bound, bound)) for _ in projected])
+        self.path_biases = nn.ParameterList(
+            [nn.Parameter(torch.empty(n_out).uniform_(-bound, bound)) for _ in projected])
+
+    def effective_weight(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The weight and bias the layer applies, pathways included."""
+        weight = self.weight if self.free else None
+        bias = self.bias if self.free else None
+        for j, w, b in zip(self.projected, self.path_weights, self.path_biases, strict=True):
+            pw = self.weight_projector.project(w, j)
+            pb = self.bias_projector.project(b[:, None], j)[:, 0]
+            weight = pw if weight is None else weight + pw
+            bias = pb if bias is None else bias + pb
+        return weight, bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight, bias = self.effective_weight()
+        return F.linear(x, weight, bias)
+
+    def penalties(self) -> torch.Tensor:
+        """Per-group projection penalty of the effective weights, float64 ``[n_groups]``."""
+        weight, bias = self.effective_weight()
+        return self.weight_projector.penalty(weight) + self.bias_projector.penalty(bias[:, None])
+
+    def free_parameters(self) -> list[nn.Parameter]:
+        """The unconstrained pathway (the one RPP puts a stronger prior on)."""
+        return [self.weight, self.bias] if self.free and self.projected else []
+
+
+class EquivariantBilinear(nn.Module):
+    """x -> scale * W(x) x, with W(x) linear in x and equivariant by construction.
+
+    Every block of W between out type a and in type b transforms like the tensor type
+    a ⊗ b*; it is a learned combination of the copies of that same type found in x
+    (at most dim(type) of them, as in EMLP). Exactly equivariant for any group whose
+    reps are these tensor types, so under the ambient group and all its subgroups.
+    """
+
+    def __init__(self, rep: Rep, group: Group, *, scale: float = 0.1):
+        super().__init__()
+        d, self.scale = group.d, scale
+        orthogonal = group.is_orthogonal
+        self.size = rep.size(d)
+        index = rep.type_indices(d)
+        copies = {t.canonical(orthogonal): (t, idx) for t, idx in index.items() if t.rank > 0}
+        self._terms: list[tuple[int, int, str, int, int, int, int, int]] = []
+        self._index_names: dict[TensorType, str] = {}
+        for t_i, (t, idx) in enumerate(index.items()):
+            name = f"idx{t_i}"
+            self.register_buffer(name, idx, persistent=False)
+            self._index_names[t] = name
+        self.params = nn.ParameterList()
+        types = list(index)
+        for a_i, a in enumerate(types):
+            for b_i, b in enumerate(types):
+                key = TensorType(a.factors + b.dual().factors).canonical(orthogonal)
+                if key.rank == 0 or key not in copies:
+                    continue
+                source, idx = copies[key]
+                dim_t = source.dim(d)
+                n_sel = min(len(idx) // dim_t, dim_t)
+                na, nb = len(index[a]) // a.dim(d), len(index[b]) // b.dim(d)
+                self.params.append(nn.Parameter(torch.randn(na, nb, n_sel) / math.sqrt(nb * n_sel)))
+                self._terms.append((a_i, b_i, self._index_names[source], n_sel, a.dim(d),
+                                    b.dim(d), na, nb))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch = x.shape[:-1]
+        x = x.reshape(-1, x.shape[-1])
+        pieces: dict[int, torch.Tensor] = {}
+        for param, (a_i, b_i, source, n_sel, da, db, na, nb) in zip(self.params, self._terms,
+                                                                   strict=True):
+            src = x.index_select(1, getattr(self, source)[: n_sel * da * db])
+            src = src.reshape(-1, n_sel, da, db)
+            xb = x.index_select(1, getattr(self, f"idx{b_i}")).reshape(-1, nb, db)
+            contracted = torch.einsum("bcij,bkj->bcki", src, xb)
+            out = torch.einsum("akc,bcki->bai", param, contracted).reshape(-1, na * da)
+            pieces[a_i] = out if a_i not in pieces else pieces[a_i] + out
+        result = x.new_zeros(x.shape[0], self.size)
+        for a_i, value in pieces.items():
+            result = result.index_add(1, getattr(self, f"idx{a_i}"), value)
+        return (self.scale * result).reshape(*batch, self.size)
+
+
+class GatedNonlinearity(nn.Module):
+    """Maps gated(rep) -> rep: every non-scalar copy times the sigmoid of its own gate
+    scalar, scalars through swish. Equivariant because gates are invariant scalars."""
+
+    def __init__(self, rep: Rep, group: Group):
+        super().__init__()
+        d = group.d
+        self.size = rep.size(d)
+        gate = torch.empty(self.size, dtype=torch.long)
+        offset, next_gate = 0, self.size
+        for mult, t in rep:
+            k = t.dim(d)
+            for _ in range(mult):
+                if t.rank == 0:
+                    gate[offset] = offset
+                else:
+                    gate[offset:offset + k] = next_gate
+                    next_gate += 1
+                offset += k
+        self.register_buffer("gate_index", gate, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[..., : self.size] * torch.sigmoid(x.index_select(-1, self.gate_index))

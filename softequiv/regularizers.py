@@ -1,0 +1,78 @@
+"""Equivariance penalties and metrics.
+
+- :func:`projection_penalties`: the projection regularizer R_j of SPEC 3, one per group,
+  from the weights alone (no group samples, no extra forward passes).
+- :func:`sample_penalty`: the sample-based alternative E_g ||f(rho_in(g)x) - rho_out(g)f(x)||^2.
+- :func:`equivariance_error`: the relative equivariance error of SPEC 6 for any callable,
+  a trained model or a dataset's ground-truth function alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from softequiv.groups import Group
+from softequiv.nn.layers import SoftLinear
+from softequiv.reps import Rep
+
+Function = Callable[[torch.Tensor], torch.Tensor]
+
+
+def projection_penalties(model: nn.Module) -> torch.Tensor:
+    """R_j = sum over the model's SoftLinear layers of 1/2 ||W - P_j W||^2 + 1/2 ||b - P_j b||^2,
+    float64 ``[n_groups]``."""
+    layers = [m for m in model.modules() if isinstance(m, SoftLinear)]
+    if not layers:
+        raise ValueError("the model has no SoftLinear layers to regularize")
+    return torch.stack([layer.penalties() for layer in layers]).sum(0)
+
+
+def _transform(rep: Rep, g: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    return (rep.rho(g).to(v.dtype).to(v.device) @ v[..., None])[..., 0]
+
+
+def sample_penalty(f: Function, x: torch.Tensor, group: Group, rep_in: Rep, rep_out: Rep, *,
+                   samples: int = 1, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Mean over examples and ``samples`` random g of ||f(rho_in(g) x) - rho_out(g) f(x)||^2."""
+    fx = f(x)
+    total = x.new_zeros(())
+    for _ in range(samples):
+        g = group.sample(x.shape[0], generator=generator)
+        diff = f(_transform(rep_in, g, x)) - _transform(rep_out, g, fx)
+        total = total + diff.square().sum(-1).mean()
+    return total / samples
+
+
+@torch.no_grad()
+def equivariance_error(f: Function | Callable[[np.ndarray], np.ndarray],
+                       x: torch.Tensor | np.ndarray, group: Group, rep_in: Rep, rep_out: Rep, *,
+                       samples: int = 4, generator: torch.Generator | None = None) -> float:
+    """Relative equivariance error (SPEC 6), averaged over inputs and sampled g:
+
+        mean ||f(rho_in(g) x) - rho_out(g) f(x)|| / (||f(rho_in(g) x)|| + ||rho_out(g) f(x)||)
+
+    0 for an exactly equivariant f, at most 1. ``f`` may take and return torch tensors or
+    numpy arrays (a dataset's ground truth); ``x`` is ``[n, size(rep_in)]``. Computed in
+    float64 for torch modules that accept it, else in the module's dtype.
+    """
+    numpy_function = isinstance(x, np.ndarray)
+    xt = torch.as_tensor(np.asarray(x)) if numpy_function else x
+
+    def call(v: torch.Tensor) -> torch.Tensor:
+        if numpy_function:
+            return torch.as_tensor(np.asarray(f(v.cpu().numpy())), dtype=torch.float64)
+        return f(v)
+
+    errors = []
+    fx = call(xt)
+    for _ in range(samples):
+        g = group.sample(xt.shape[0], generator=generator)
+        a = call(_transform(rep_in, g, xt)).double()
+        b = _transform(rep_out, g, fx.double())
+        den = a.norm(dim=-1) + b.norm(dim=-1)
+        errors.append(((a - b).norm(dim=-1) / den.clamp_min(1e-300)).mean())
+    return float(torch.stack(errors).mean())

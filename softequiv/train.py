@@ -1,0 +1,292 @@
+"""Training: build the model a method names, fit it with Adam and a cosine learning rate,
+tune the per-group strengths, and select the best epoch on validation.
+
+Loss (SPEC 3): mse + sum_j lambda_j R_j + wd/2 * sum ||theta||^2, where R_j is the
+projection regularizer (``per``) or the sample-based penalty (``sample``).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from softequiv.data.base import TEST, TRAIN, VALID, Dataset
+from softequiv.data.normalize import RepScaler
+from softequiv.errors import InputError
+from softequiv.groups import Group
+from softequiv.nn import EMLP, MLP, RPP, Augmented, FrameAveraging, MixedRPP, SoftEMLP
+from softequiv.nn.layers import SoftLinear
+from softequiv.regularizers import sample_penalty
+from softequiv.reps import Rep
+from softequiv.spec import parse_groups, parse_rep
+from softequiv.tuning import StrengthTuner
+
+METHODS = ("per", "mlp", "emlp", "rpp", "mixed-rpp", "aug", "sample", "fa")
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of a run; saved as config.json next to the results.
+
+    ``group`` picks the candidate (by index) that ``emlp``, ``rpp``, ``aug`` and ``fa``
+    use; ``t_adj`` and ``window`` default to a quarter and an eighth of ``epochs``; model
+    selection counts only epochs from ``select_after`` (default 2 * t_adj, as published).
+    """
+
+    method: str = "per"
+    epochs: int = 300
+    lr: float = 3e-3
+    batch_size: int = 500
+    ch: int = 128
+    layers: int = 3
+    weight_decay: float = 0.0
+    rpp_free_decay: float = 1e-3
+    lambda_init: float = 100.0
+    t_adj: int | None = None
+    window: int | None = None
+    p: float = 2.0
+    rule: str = "published"
+    select_after: int | None = None
+    patience: int | None = None
+    normalize: bool = True
+    group: int = 0
+    seed: int = 0
+    device: str = "auto"
+    progress: bool = True
+    threads: int | None = None
+
+    def resolved(self) -> TrainConfig:
+        """A copy with defaults that depend on ``epochs`` filled in and values checked."""
+        if self.method not in METHODS:
+            raise InputError(f"unknown method {self.method!r}; choose from {', '.join(METHODS)}")
+        if self.epochs < 1:
+            raise InputError(f"--epochs must be at least 1, got {self.epochs}")
+        if self.batch_size < 1 or self.ch < 1 or self.layers < 1 or self.lr <= 0:
+            raise InputError("batch size, ch, layers and lr must be positive")
+        out = copy.copy(self)
+        out.t_adj = self.t_adj if self.t_adj is not None else max(1, self.epochs // 4)
+        out.window = self.window if self.window is not None else max(1, out.t_adj // 2)
+        if out.select_after is None:
+            out.select_after = min(2 * out.t_adj, self.epochs - 1)
+        return out
+
+
+@dataclass
+class Problem:
+    """A dataset with its reps and groups parsed, split, normalized and as tensors."""
+
+    dataset: Dataset
+    rep_in: Rep
+    rep_out: Rep
+    groups: list[Group]
+    x_scaler: RepScaler
+    y_scaler: RepScaler
+    tensors: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, dataset: Dataset, *, normalize: bool = True,
+              device: torch.device | str = "cpu") -> Problem:
+        groups = parse_groups(dataset.groups)
+        rep_in, rep_out = parse_rep(dataset.rep_in), parse_rep(dataset.rep_out)
+        d = groups[0].d
+        for label, rep, text, arr in (("rep_in", rep_in, dataset.rep_in, dataset.X),
+                                      ("rep_out", rep_out, dataset.rep_out, dataset.Y)):
+            if rep.size(d) != arr.shape[1]:
+                name = "X" if label == "rep_in" else "Y"
+                raise InputError(f"{label} {text!r} has size {rep.size(d)} under "
+                                 f"{groups[0].name} but {name} has {arr.shape[1]} columns")
+        x_scaler, y_scaler = RepScaler(rep_in, d), RepScaler(rep_out, d)
+        if normalize:
+            x_scaler.fit(dataset.part(TRAIN)[0])
+            y_scaler.fit(dataset.part(TRAIN)[1])
+        problem = cls(dataset, rep_in, rep_out, groups, x_scaler, y_scaler)
+        for which in (TRAIN, VALID, TEST):
+            X, Y = dataset.part(which)
+            problem.tensors[which] = (
+                torch.as_tensor(x_scaler.transform(X), dtype=torch.float32, device=device),
+                torch.as_tensor(y_scaler.transform(Y), dtype=torch.float32, device=device))
+        return problem
+
+
+def build_model(problem: Problem, config: TrainConfig) -> nn.Module:
+    """The network a method names (see METHODS), on the problem's reps and groups."""
+    rin, rout, groups = problem.rep_in, problem.rep_out, problem.groups
+    d = groups[0].d
+    if not 0 <= config.group < len(groups):
+        raise InputError(f"--group {config.group} is out of range for {len(groups)} candidates")
+    chosen = groups[config.group]
+    size = dict(ch=config.ch, layers=config.layers)
+    method = config.method
+    if method in ("per", "sample"):
+        return SoftEMLP(rin, rout, groups, **size)
+    if method == "emlp":
+        return EMLP(rin, rout, chosen, **size)
+    if method == "rpp":
+        return RPP(rin, rout, chosen, **size)
+    if method == "mixed-rpp":
+        return MixedRPP(rin, rout, groups, **size)
+    mlp = MLP(rin.size(d), rout.size(d), **size)
+    if method == "aug":
+        return Augmented(mlp, rin, rout, chosen)
+    if method == "fa":
+        kind = "SE(3)" if d == 4 and not chosen.is_orthogonal else "O(3)"
+        return FrameAveraging(mlp, rin, rout, kind=kind)
+    return mlp
+
+
+def soft_layers(model: nn.Module) -> list[SoftLinear]:
+    return [m for m in model.modules() if isinstance(m, SoftLinear)]
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+@dataclass
+class TrainResult:
+    model: nn.Module
+    problem: Problem
+    config: TrainConfig
+    tuner: StrengthTuner | None
+    history: list[dict]
+    best_epoch: int
+    seconds: float
+
+    @torch.no_grad()
+    def predict_normalized(self, X: torch.Tensor, batch: int = 4096) -> torch.Tensor:
+        self.model.eval()
+        return torch.cat([self.model(X[i:i + batch]) for i in range(0, len(X), batch)])
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Predictions in the data's original units."""
+        device = next(iter(self.model.parameters())).device
+        Xn = torch.as_tensor(self.problem.x_scaler.transform(X), dtype=torch.float32,
+                             device=device)
+        return self.problem.y_scaler.inverse(self.predict_normalized(Xn).double().cpu().numpy())
+
+    def mse(self, which: int) -> float:
+        """Mean squared error in original units on one split."""
+        X, Y = self.problem.dataset.part(which)
+        return float(np.mean((self.predict(X) - Y) ** 2))
+
+
+def _evaluate(model: nn.Module, X: torch.Tensor, Y: torch.Tensor) -> float:
+    model.eval()
+    with torch.no_grad():
+        return float(((model(X) - Y) ** 2).mean())
+
+
+def fit(problem: Problem, config: TrainConfig) -> TrainResult:
+    """Train the method's model on ``problem`` and return the best validation epoch's model."""
+    config = config.resolved()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    np.random.seed(config.seed)
+    device = _device(config.device)
+    start = time.perf_counter()
+    model = build_model(problem, config).to(device)
+    layers = soft_layers(model)
+    tuner = None
+    if config.method in ("per", "sample") and len(problem.groups) > 1:
+        tuner = StrengthTuner(len(problem.groups), lambda_init=config.lambda_init,
+                              t_adj=config.t_adj, window=config.window, p=config.p,
+                              rule=config.rule)
+    free = {id(p) for layer in layers for p in layer.free_parameters()}
+    params = list(model.parameters())
+    optimizer = torch.optim.Adam(params, lr=config.lr)
+    Xtr, Ytr = (t.to(device) for t in problem.tensors[TRAIN])
+    Xva, Yva = (t.to(device) for t in problem.tensors[VALID])
+    n = len(Xtr)
+    steps_per_epoch = math.ceil(n / config.batch_size)
+    total_steps = config.epochs * steps_per_epoch
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total_steps) / total_steps)))
+    generator = torch.Generator().manual_seed(config.seed)
+    history: list[dict] = []
+    best = (math.inf, -1, None)
+    bar = tqdm(range(config.epochs), disable=not config.progress, file=sys.stderr,
+               desc=config.method, leave=False, dynamic_ncols=True)
+    for epoch in bar:
+        model.train()
+        order = torch.randperm(n, generator=generator).to(device)
+        lambdas = torch.tensor(tuner.lambdas if tuner else [0.0] * len(problem.groups),
+                               dtype=torch.float64, device=device)
+        epoch_loss, epoch_reg = 0.0, np.zeros(len(problem.groups))
+        for i in range(steps_per_epoch):
+            idx = order[i * config.batch_size:(i + 1) * config.batch_size]
+            x, y = Xtr[idx], Ytr[idx]
+            pred = model(x)
+            loss = ((pred - y) ** 2).mean()
+            reg = _regularizers(model, layers, problem, config, x, generator, device)
+            if reg is not None:
+                loss = loss + (lambdas * reg).sum().to(loss.dtype)
+                epoch_reg += reg.detach().cpu().numpy() / steps_per_epoch
+            decay = _weight_decay(params, free, config)
+            if decay is not None:
+                loss = loss + decay
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            epoch_loss += float(loss.detach()) / steps_per_epoch
+        if not math.isfinite(epoch_loss):
+            raise InputError(f"training diverged at epoch {epoch} (loss {epoch_loss}); "
+                             "try a smaller --lr")
+        valid = _evaluate(model, Xva, Yva)
+        if tuner is not None:
+            weight_norm2 = sum(float(layer.effective_weight()[0].detach().double().square().sum())
+                               for layer in layers) or 1.0
+            tuner.observe(epoch, epoch_reg, weight_norm2)
+        record = {"epoch": epoch, "train_loss": epoch_loss, "valid_mse": valid,
+                  "regularizers": epoch_reg.tolist(),
+                  "lambdas": list(tuner.lambdas) if tuner else None}
+        history.append(record)
+        if epoch >= config.select_after and valid < best[0]:
+            best = (valid, epoch, copy.deepcopy(model.state_dict()))
+        bar.set_postfix_str(f"train {epoch_loss:.4f} valid {valid:.4f}" + (
+            " λ " + "/".join(f"{v:.3g}" for v in tuner.lambdas[1:]) if tuner else ""))
+        if config.patience and best[1] >= 0 and epoch - best[1] > config.patience:
+            break
+    bar.close()
+    if best[2] is not None:
+        model.load_state_dict(best[2])
+    model.eval()
+    return TrainResult(model, problem, config, tuner, history, best[1],
+                       time.perf_counter() - start)
+
+
+def _regularizers(model: nn.Module, layers: list[SoftLinear], problem: Problem,
+                  config: TrainConfig, x: torch.Tensor, generator: torch.Generator,
+                  device: torch.device) -> torch.Tensor | None:
+    if config.method == "per" and layers:
+        return torch.stack([layer.penalties() for layer in layers]).sum(0)
+    if config.method == "sample":
+        values = [sample_penalty(model, x, g, problem.rep_in, problem.rep_out,
+                                 generator=generator).double() for g in problem.groups[1:]]
+        return torch.stack([torch.zeros((), dtype=torch.float64, device=device), *values])
+    return None
+
+
+def _weight_decay(params: list[nn.Parameter], free: set[int],
+                  config: TrainConfig) -> torch.Tensor | None:
+    terms = []
+    for p in params:
+        rate = config.weight_decay + (config.rpp_free_decay if id(p) in free else 0.0)
+        if rate:
+            terms.append(0.5 * rate * p.square().sum())
+    return torch.stack(terms).sum() if terms else None
+
+
+def config_dict(config: TrainConfig) -> dict:
+    return asdict(config)

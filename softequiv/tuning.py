@@ -1,0 +1,86 @@
+"""Automatic strengths lambda_j for the per-group regularizers (SPEC 5).
+
+The published rule: the ambient group (index 0) gets lambda = 0; every other candidate
+starts at ``lambda_init``. Over a window of epochs before the adjustment epoch ``t_adj``
+record the lowest value m_j each R_j reached; at ``t_adj`` rescale once,
+
+    lambda_j <- lambda_j * (min_k m_k / m_j) ** p,
+
+and keep the lambdas fixed afterwards. A symmetry the data breaks keeps a large R_j and
+loses strength; the one it respects keeps ``lambda_init``.
+
+The ``"relative"`` rule is an option of ours: the same formula, but m_j is each group's
+regularizer divided by the squared norm of the weights (the fraction of the weights that
+breaks G_j), averaged rather than minimised over the window. It is insensitive to the
+overall weight scale drifting during the window.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+RULES = ("published", "relative")
+
+
+@dataclass
+class StrengthTuner:
+    """State machine for the lambdas; ``observe`` once per epoch, read ``lambdas``."""
+
+    n_groups: int
+    lambda_init: float = 100.0
+    t_adj: int = 100
+    window: int = 50
+    p: float = 2.0
+    rule: str = "published"
+    lambdas: list[float] = field(default_factory=list)
+    minima: list[float] = field(default_factory=list)
+    sums: list[float] = field(default_factory=list)
+    count: int = 0
+    adjusted: bool = False
+
+    def __post_init__(self) -> None:
+        if self.rule not in RULES:
+            raise ValueError(f"unknown tuning rule {self.rule!r}; choose from {', '.join(RULES)}")
+        if not self.lambdas:
+            self.lambdas = [0.0] + [float(self.lambda_init)] * (self.n_groups - 1)
+        if not self.minima:
+            self.minima = [float("inf")] * self.n_groups
+            self.sums = [0.0] * self.n_groups
+
+    def observe(self, epoch: int, regularizers: np.ndarray, weight_norm2: float = 1.0) -> bool:
+        """Record epoch ``epoch``'s R_j (and the squared weight norm for the relative rule).
+        Returns True at the epoch the lambdas were rescaled."""
+        if self.adjusted:
+            return False
+        values = np.asarray(regularizers, dtype=np.float64)
+        if self.rule == "relative":
+            values = values / max(weight_norm2, 1e-300)
+        if epoch >= self.t_adj - self.window:
+            self.minima = list(np.minimum(self.minima, values))
+            self.sums = list(np.add(self.sums, values))
+            self.count += 1
+        if epoch + 1 >= self.t_adj:
+            self._rescale()
+            return True
+        return False
+
+    def _rescale(self) -> None:
+        levels = np.array(self.minima if self.rule == "published"
+                          else np.divide(self.sums, max(self.count, 1)))
+        lambdas = np.array(self.lambdas)
+        active = lambdas != 0
+        if active.any() and np.isfinite(levels[active]).all():
+            floor = max(levels[active].min(), 1e-300)
+            lambdas[active] *= (floor / np.maximum(levels[active], 1e-300)) ** self.p
+        self.lambdas = [float(v) for v in lambdas]
+        self.adjusted = True
+
+    def state_dict(self) -> dict:
+        """Everything needed to resume (saved with the model checkpoint)."""
+        return asdict(self)
+
+    @classmethod
+    def from_state_dict(cls, state: dict) -> StrengthTuner:
+        return cls(**state)
