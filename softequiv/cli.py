@@ -10,8 +10,12 @@ import json
 import sys
 import time
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from softequiv.errors import InputError
+
+if TYPE_CHECKING:
+    from softequiv.train import TrainConfig
 
 
 class _Parser(argparse.ArgumentParser):
@@ -52,7 +56,103 @@ def _add_basis(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_basis)
 
 
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_basis]
+def _dataset_from_args(args: argparse.Namespace):
+    from softequiv.data.registry import dataset_from_file, load_builtin_dataset
+
+    if (args.dataset is None) == (args.data is None):
+        raise InputError("give exactly one of --dataset NAME or --data FILE")
+    if args.data is not None:
+        missing = [flag for flag, value in (("--rep-in", args.rep_in), ("--rep-out", args.rep_out),
+                                            ("--groups", args.groups)) if value is None]
+        if missing:
+            raise InputError(f"--data needs {', '.join(missing)}")
+        return dataset_from_file(args.data, rep_in=args.rep_in, rep_out=args.rep_out,
+                                 groups=args.groups, x_cols=args.x_cols, y_cols=args.y_cols,
+                                 seed=args.seed)
+    options = {"axis": args.axis, "eps": args.noise, "masses": args.masses,
+               "variant": args.variant, "bodies": args.bodies,
+               "trajectories": args.trajectories, "seconds": args.seconds, "seed": args.seed}
+    return load_builtin_dataset(args.dataset, **options)
+
+
+def _train_config(args: argparse.Namespace, dataset) -> TrainConfig:
+    from softequiv.train import TrainConfig
+
+    group = args.group
+    if isinstance(group, str) and not group.isdigit():
+        if group not in dataset.groups:
+            raise InputError(f"--group {group!r} is not one of the candidates "
+                             f"{', '.join(dataset.groups)}")
+        group = dataset.groups.index(group)
+    return TrainConfig(method=args.method, epochs=args.epochs, lr=args.lr,
+                       batch_size=args.batch_size, ch=args.ch, layers=args.layers,
+                       weight_decay=args.wd, lambda_init=args.lambda_init, t_adj=args.t_adj,
+                       window=args.window, p=args.p, rule=args.rule, patience=args.patience,
+                       group=int(group), seed=args.seed, device=args.device,
+                       progress=not args.quiet and sys.stderr.isatty())
+
+
+def cmd_discover(args: argparse.Namespace) -> int:
+    """Train with one regularizer per candidate group and report the discovered levels."""
+    from softequiv.discover import discover, prepare_output, save_run
+    from softequiv.report import format_table
+
+    out = prepare_output(args.out, overwrite=args.overwrite)
+    dataset = _dataset_from_args(args)
+    config = _train_config(args, dataset)
+    result = discover(dataset, config)
+    save_run(result, out, extra_config={"command": vars(args) | {"func": None}})
+    print(format_table(result.report))
+    print(f"wrote {out}/report.json, levels.png, model.safetensors, config.json")
+    return 0
+
+
+def _add_discover(sub: argparse._SubParsersAction) -> None:
+    from softequiv.train import METHODS
+    from softequiv.tuning import RULES
+
+    p = sub.add_parser("discover", help="discover which candidate symmetries the data holds")
+    src = p.add_argument_group("data: a built-in benchmark or your own file")
+    src.add_argument("--dataset", help="inertia, cossim, se3 or mujoco-ant")
+    src.add_argument("--data", help="your .npz, .csv or .parquet file")
+    src.add_argument("--axis", help="inertia: broken-symmetry axis x, y, z or -1")
+    src.add_argument("--noise", type=float, help="inertia: eps, the size of the symmetry break")
+    src.add_argument("--masses", type=int, help="inertia: number of point masses")
+    src.add_argument("--variant", help="cossim: so3|scale|both|none; se3: exact|rotation|"
+                                       "translation|none; mujoco-ant: o3|se3")
+    src.add_argument("--bodies", help="mujoco-ant: torso or all")
+    src.add_argument("--trajectories", type=int, help="mujoco-ant: trajectories to simulate")
+    src.add_argument("--seconds", type=float, help="mujoco-ant: seconds per trajectory")
+    src.add_argument("--rep-in", help='with --data: e.g. "5*Scalar + 5*Vector"')
+    src.add_argument("--rep-out", help='with --data: e.g. "T(2)"')
+    src.add_argument("--groups", help='with --data: e.g. "O(3), O2xy, O2yz, O2xz" (ambient first)')
+    src.add_argument("--x-cols", help="with .csv/.parquet: input columns, e.g. x0:x19")
+    src.add_argument("--y-cols", help="with .csv/.parquet: target columns, e.g. y0:y8")
+    tr = p.add_argument_group("training")
+    tr.add_argument("--method", default="per", choices=METHODS)
+    tr.add_argument("--epochs", type=int, default=300)
+    tr.add_argument("--lr", type=float, default=3e-3)
+    tr.add_argument("--batch-size", type=int, default=500)
+    tr.add_argument("--ch", type=int, default=128, help="hidden channel budget")
+    tr.add_argument("--layers", type=int, default=3)
+    tr.add_argument("--wd", type=float, default=0.0, help="weight decay")
+    tr.add_argument("--lambda-init", type=float, default=100.0)
+    tr.add_argument("--t-adj", type=int, help="epoch of the strength adjustment (epochs/4)")
+    tr.add_argument("--window", type=int, help="epochs of minima before --t-adj (t_adj/2)")
+    tr.add_argument("--p", type=float, default=2.0, help="exponent of the adjustment rule")
+    tr.add_argument("--rule", default="published", choices=RULES)
+    tr.add_argument("--patience", type=int, help="early stopping patience in epochs")
+    tr.add_argument("--group", default="0",
+                    help="emlp/rpp/aug/fa: which candidate (index or name)")
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    tr.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--out", required=True, help="run directory to write")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    p.set_defaults(func=cmd_discover)
+
+
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_basis, _add_discover]
 
 
 def build_parser() -> argparse.ArgumentParser:

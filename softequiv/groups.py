@@ -182,10 +182,15 @@ class Rot(Group):
 
 
 class Trans(Group):
-    """Translations of R^n acting on homogeneous (x, 1): the translation subgroup of SE(n)."""
+    """Translations of R^n acting on homogeneous (x, 1): the translation subgroup of SE(n),
+    or only along ``axes`` (``Trans(3, [0, 1])``: horizontal translations)."""
 
-    def __init__(self, n: int):
-        super().__init__([_unit(n + 1, i, n) for i in range(n)], [], n + 1, f"Trans({n})")
+    def __init__(self, n: int, axes: Sequence[int] | None = None):
+        axes = list(range(n)) if axes is None else [int(a) for a in axes]
+        if not axes or len(set(axes)) != len(axes) or not all(0 <= a < n for a in axes):
+            raise ValueError(f"Trans: axes {axes} must be distinct and within 0..{n - 1}")
+        name = f"Trans({n})" if axes == list(range(n)) else f"Trans({n}, {axes})"
+        super().__init__([_unit(n + 1, i, n) for i in axes], [], n + 1, name)
 
 
 _MINKOWSKI = np.diag([-1.0, 1.0, 1.0, 1.0])

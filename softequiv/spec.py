@@ -8,7 +8,8 @@ Group grammar::
     arg     := group | INT | '[' INT (',' INT)* ']'
 
 Group names: O(n), SO(n), Scaling(n), SE(n), Rot(n), Trans(n), Sp(m), S(n), Z(n), SL(n),
-GL(n), Trivial(n), Lorentz (also O(1,3)), SO+(1,3) (also SO13p), Embed(G, d, [axes]),
+GL(n), Trivial(n), Trans(n, [axes]), Lorentz (also O(1,3)), SO+(1,3) (also SO13p),
+Embed(G, d, [axes]),
 Union(G, H, ...), O2xy, O2yz, O2xz.
 
 Rep grammar::
@@ -149,6 +150,11 @@ def _group_factor(p: _Parser) -> G.Group:
     ints = [v for _, v in args if isinstance(v, int)]
     if name in ("O", "SO+") and ints == [1, 3] and len(args) == 2:
         return G.Lorentz() if name == "O" else G.SO13p()
+    if name == "Trans" and len(args) == 2 and isinstance(args[1][1], list):
+        try:
+            return G.Trans(_positive(p, args[0][0], args[0][1]), args[1][1])
+        except (ValueError, TypeError) as exc:
+            raise InputError(f"invalid group {p.text!r}: {exc}") from None
     if name in _SIZED:
         if len(args) != 1 or not isinstance(args[0][1], int):
             raise p.fail(f"{name} takes one integer size", tok)

@@ -92,27 +92,34 @@ class Problem:
     tensors: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, dataset: Dataset, *, normalize: bool = True,
-              device: torch.device | str = "cpu") -> Problem:
+    def from_spec(cls, dataset: Dataset) -> Problem:
+        """Parse the dataset's reps and groups and check them against its array widths
+        (arrays with 0 columns are not checked: a saved model has no data yet)."""
         groups = parse_groups(dataset.groups)
         rep_in, rep_out = parse_rep(dataset.rep_in), parse_rep(dataset.rep_out)
         d = groups[0].d
-        for label, rep, text, arr in (("rep_in", rep_in, dataset.rep_in, dataset.X),
-                                      ("rep_out", rep_out, dataset.rep_out, dataset.Y)):
-            if rep.size(d) != arr.shape[1]:
-                name = "X" if label == "rep_in" else "Y"
+        for label, rep, text, name, arr in (("rep_in", rep_in, dataset.rep_in, "X", dataset.X),
+                                            ("rep_out", rep_out, dataset.rep_out, "Y", dataset.Y)):
+            if arr.shape[1] and rep.size(d) != arr.shape[1]:
                 raise InputError(f"{label} {text!r} has size {rep.size(d)} under "
                                  f"{groups[0].name} but {name} has {arr.shape[1]} columns")
-        x_scaler, y_scaler = RepScaler(rep_in, d), RepScaler(rep_out, d)
+        return cls(dataset, rep_in, rep_out, groups, RepScaler(rep_in, d), RepScaler(rep_out, d))
+
+    @classmethod
+    def build(cls, dataset: Dataset, *, normalize: bool = True,
+              device: torch.device | str = "cpu") -> Problem:
+        """Parse, check, fit the normalization on the training rows and make tensors."""
+        problem = cls.from_spec(dataset)
         if normalize:
-            x_scaler.fit(dataset.part(TRAIN)[0])
-            y_scaler.fit(dataset.part(TRAIN)[1])
-        problem = cls(dataset, rep_in, rep_out, groups, x_scaler, y_scaler)
+            problem.x_scaler.fit(dataset.part(TRAIN)[0])
+            problem.y_scaler.fit(dataset.part(TRAIN)[1])
         for which in (TRAIN, VALID, TEST):
             X, Y = dataset.part(which)
             problem.tensors[which] = (
-                torch.as_tensor(x_scaler.transform(X), dtype=torch.float32, device=device),
-                torch.as_tensor(y_scaler.transform(Y), dtype=torch.float32, device=device))
+                torch.as_tensor(problem.x_scaler.transform(X), dtype=torch.float32,
+                                device=device),
+                torch.as_tensor(problem.y_scaler.transform(Y), dtype=torch.float32,
+                                device=device))
         return problem
 
 

@@ -41,7 +41,8 @@ class Dataset:
         return self.X[mask], self.Y[mask]
 
 
-def standard_split(n: int, sizes: tuple[int, int, int] | None = None, *, seed: int = 0) -> np.ndarray:
+def standard_split(n: int, sizes: tuple[int, int, int] | None = None, *,
+                   seed: int = 0) -> np.ndarray:
     """A seeded random split: given sizes, or 1/3 each when ``sizes`` is None."""
     if sizes is None:
         n_train = n // 3

@@ -45,12 +45,14 @@ class SoftLinear(nn.Module):
         self.rep_in, self.rep_out = rep_in, rep_out
         self.projected, self.free = tuple(projected), free
         bound = 1.0 / math.sqrt(n_in)
-        self.weight = nn.Parameter(torch.empty(n_out, n_in).uniform_(-bound, bound)) if free else None
-        self.bias = nn.Parameter(torch.empty(n_out).uniform_(-bound, bound)) if free else None
-        self.path_weights = nn.ParameterList(
-            [nn.Parameter(torch.empty(n_out, n_in).uniform_(-bound, bound)) for _ in projected])
-        self.path_biases = nn.ParameterList(
-            [nn.Parameter(torch.empty(n_out).uniform_(-bound, bound)) for _ in projected])
+
+        def init(*shape: int) -> nn.Parameter:
+            return nn.Parameter(torch.empty(*shape).uniform_(-bound, bound))
+
+        self.weight = init(n_out, n_in) if free else None
+        self.bias = init(n_out) if free else None
+        self.path_weights = nn.ParameterList([init(n_out, n_in) for _ in projected])
+        self.path_biases = nn.ParameterList([init(n_out) for _ in projected])
 
     def effective_weight(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The weight and bias the layer applies, pathways included."""
