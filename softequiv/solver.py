@@ -178,6 +178,10 @@ class Projector(nn.Module):
                 ks = tuple(q.shape[1] for q in bases)
                 name = f"basis_{a_i}_{b_i}"
                 self.register_buffer(name, torch.from_numpy(np.concatenate(bases, axis=1)))
+                segments = torch.zeros(sum(ks), len(groups), dtype=torch.float64)
+                segments[torch.arange(sum(ks)), torch.repeat_interleave(
+                    torch.arange(len(groups)), torch.tensor(ks))] = 1.0
+                self.register_buffer(f"segments_{a_i}_{b_i}", segments, persistent=False)
                 da, db = a.dim(self.d), b.dim(self.d)
                 self._pairs.append((name, row_sel, col_sel, len(rows) // da, da,
                                     len(cols) // db, db, ks))
@@ -207,14 +211,15 @@ class Projector(nn.Module):
     def coefficient_norms(self, W: torch.Tensor) -> torch.Tensor:
         """||Q_j^T vec(W)||^2 for every group, float64 ``[n_groups]``."""
         self._check(W)
-        total = W.new_zeros(self.n_groups, dtype=torch.float64)
+        W = W.double()
+        total = W.new_zeros(self.n_groups)
         for pair in self._pairs:
-            ks = pair[-1]
-            if sum(ks) == 0:
+            name = pair[0]
+            if sum(pair[-1]) == 0:
                 continue
-            coeffs = self._blocks(W, pair).double() @ getattr(self, pair[0])
-            sq = coeffs.square().sum(0)
-            total = total + torch.stack([s.sum() for s in torch.split(sq, ks)])
+            coeffs = self._blocks(W, pair) @ getattr(self, name)
+            segments = getattr(self, name.replace("basis", "segments"))
+            total = total + coeffs.square().sum(0) @ segments
         return total
 
     def penalty(self, W: torch.Tensor) -> torch.Tensor:

@@ -119,16 +119,24 @@ class EquivariantBilinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch = x.shape[:-1]
         x = x.reshape(-1, x.shape[-1])
+        n = x.shape[0]
         pieces: dict[int, torch.Tensor] = {}
         for param, (a_i, b_i, source, n_sel, da, db, na, nb) in zip(self.params, self._terms,
                                                                    strict=True):
             src = x.index_select(1, getattr(self, source)[: n_sel * da * db])
-            src = src.reshape(-1, n_sel, da, db)
-            xb = x.index_select(1, getattr(self, f"idx{b_i}")).reshape(-1, nb, db)
-            contracted = torch.einsum("bcij,bkj->bcki", src, xb)
-            out = torch.einsum("akc,bcki->bai", param, contracted).reshape(-1, na * da)
+            xb = x.index_select(1, getattr(self, f"idx{b_i}")).reshape(n, nb, db)
+            # contracted[n, c, i, k] = sum_j src[n, c, i, j] xb[n, k, j]
+            if db == 1:
+                contracted = src.reshape(n, n_sel * da, 1) * xb.reshape(n, 1, nb)
+            else:
+                contracted = torch.bmm(src.reshape(n, n_sel * da, db), xb.transpose(1, 2))
+            contracted = contracted.reshape(n, n_sel, da, nb).transpose(1, 2)
+            # out[n, a, i] = sum_{c, k} param[a, k, c] contracted[n, i, c, k]
+            weights = param.permute(2, 1, 0).reshape(n_sel * nb, na)
+            out = (contracted.reshape(n * da, n_sel * nb) @ weights).reshape(n, da, na)
+            out = out.transpose(1, 2).reshape(n, na * da)
             pieces[a_i] = out if a_i not in pieces else pieces[a_i] + out
-        result = x.new_zeros(x.shape[0], self.size)
+        result = x.new_zeros(n, self.size)
         for a_i, value in pieces.items():
             result = result.index_add(1, getattr(self, f"idx{a_i}"), value)
         return (self.scale * result).reshape(*batch, self.size)
