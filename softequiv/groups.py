@@ -12,10 +12,10 @@ from __future__ import annotations
 import hashlib
 import itertools
 from collections.abc import Sequence
+from functools import cached_property
 
 import numpy as np
 import torch
-from scipy.linalg import expm
 
 Array = np.ndarray
 
@@ -52,7 +52,7 @@ class Group:
                 raise ValueError(f"{name}: {label} generators must be {self.d}x{self.d}, "
                                  f"got {gens.shape[1:]}")
 
-    @property
+    @cached_property
     def key(self) -> str:
         """Hash of the generators: the identity of the group for caches."""
         h = hashlib.sha1()
@@ -61,7 +61,7 @@ class Group:
         h.update(np.round(self.discrete, 12).tobytes())
         return h.hexdigest()
 
-    @property
+    @cached_property
     def is_orthogonal(self) -> bool:
         """True when every element is orthogonal, so the dual rep V* equals V."""
         lie_ok = all(np.allclose(a, -a.T, atol=1e-12) for a in self.lie)
@@ -89,19 +89,17 @@ class Group:
         return 1 if len(self.discrete) <= 1 else 2 * len(self.discrete) + 3
 
     def _sample_numpy(self, n: int, rng: np.random.Generator) -> Array:
-        out = np.empty((n, self.d, self.d))
-        for i in range(n):
-            g = np.eye(self.d)
-            if len(self.lie):
-                coeffs = rng.normal(scale=self._lie_scale(), size=len(self.lie))
-                g = expm(np.tensordot(coeffs, self.lie, axes=1))
-            if len(self.discrete):
-                for _ in range(self._word_length()):
-                    k = rng.integers(len(self.discrete))
-                    if rng.random() < 0.5:
-                        g = g @ self.discrete[k]
-            out[i] = g
-        return out
+        g = np.tile(np.eye(self.d), (n, 1, 1))
+        if len(self.lie):
+            coeffs = rng.normal(scale=self._lie_scale(), size=(n, len(self.lie)))
+            algebra = torch.from_numpy(np.tensordot(coeffs, self.lie, axes=1))
+            g = torch.linalg.matrix_exp(algebra).numpy()
+        if len(self.discrete):
+            for _ in range(self._word_length()):
+                pick = self.discrete[rng.integers(len(self.discrete), size=n)]
+                use = rng.random(n) < 0.5
+                g = np.where(use[:, None, None], g @ pick, g)
+        return g
 
     def sample(self, n: int = 1, generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` random group elements as a float64 tensor ``[n, d, d]``.

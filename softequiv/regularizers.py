@@ -56,8 +56,9 @@ def equivariance_error(f: Function | Callable[[np.ndarray], np.ndarray],
         mean ||f(rho_in(g) x) - rho_out(g) f(x)|| / (||f(rho_in(g) x)|| + ||rho_out(g) f(x)||)
 
     0 for an exactly equivariant f, at most 1. ``f`` may take and return torch tensors or
-    numpy arrays (a dataset's ground truth); ``x`` is ``[n, size(rep_in)]``. Computed in
-    float64 for torch modules that accept it, else in the module's dtype.
+    numpy arrays (a dataset's ground truth); ``x`` is ``[n, size(rep_in)]``. Inputs are
+    transformed in x's dtype (pass float64 x to a float64 model for tight checks); the
+    error itself is computed in float64.
     """
     numpy_function = isinstance(x, np.ndarray)
     xt = torch.as_tensor(np.asarray(x)) if numpy_function else x

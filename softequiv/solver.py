@@ -38,20 +38,31 @@ def _kron_all(mats: Sequence[sp.spmatrix]) -> sp.csr_matrix:
     return reduce(lambda a, b: sp.kron(a, b, format="csr"), mats)
 
 
+def _kron_sum(gens: Sequence[np.ndarray], d: int) -> sp.csr_matrix:
+    """sum_k I ⊗ .. ⊗ gens[k] ⊗ .. ⊗ I (the Lie-algebra action on a tensor), built directly
+    as COO indices: entries differ from the identity only in the k-th tensor index."""
+    r = len(gens)
+    index = np.arange(d ** r).reshape((d,) * r)
+    rows, cols, vals = [], [], []
+    for k, gen in enumerate(gens):
+        a, b = np.nonzero(gen)
+        stride = d ** (r - k - 1)
+        base = index.take(0, axis=k).reshape(-1, 1)
+        rows.append((base + a * stride).ravel())
+        cols.append((base + b * stride).ravel())
+        vals.append(np.broadcast_to(gen[a, b], (len(base), len(a))).ravel())
+    size = d ** r
+    return sp.coo_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                         shape=(size, size)).tocsr()
+
+
 def _type_constraints(factors: tuple[int, ...], group: Group) -> list[sp.csr_matrix]:
     """Sparse constraint matrices whose common null space is the invariant subspace of the
     tensor type with these factors."""
     d = group.d
-    eye = sp.identity(d, format="csr")
-    out = []
-    inv_t = [np.linalg.inv(h).T for h in group.discrete]
-    for A in group.lie:
-        terms = []
-        for i, f in enumerate(factors):
-            gen = sp.csr_matrix(A if f != DUAL else -A.T)
-            terms.append(_kron_all([gen if j == i else eye for j in range(len(factors))]))
-        out.append(sum(terms[1:], terms[0]))
-    for h, h_inv_t in zip(group.discrete, inv_t, strict=True):
+    out = [_kron_sum([A if f != DUAL else -A.T for f in factors], d) for A in group.lie]
+    for h in group.discrete:
+        h_inv_t = np.linalg.inv(h).T
         mats = [sp.csr_matrix(h if f != DUAL else h_inv_t) for f in factors]
         out.append(_kron_all(mats) - sp.identity(d ** len(factors), format="csr"))
     return out
@@ -139,7 +150,8 @@ def equivariant_basis(rep_in: Rep, rep_out: Rep, group: Group,
     return torch.cat(columns, dim=1)
 
 
-def _as_index(idx: torch.Tensor) -> slice | torch.Tensor:
+def as_selector(idx: torch.Tensor) -> slice | torch.Tensor:
+    """A slice when the indices are one contiguous run (a view, no copy), else the indices."""
     start = int(idx[0])
     if torch.equal(idx, torch.arange(start, start + len(idx))):
         return slice(start, start + len(idx))
@@ -178,16 +190,25 @@ class Projector(nn.Module):
                 ks = tuple(q.shape[1] for q in bases)
                 name = f"basis_{a_i}_{b_i}"
                 self.register_buffer(name, torch.from_numpy(np.concatenate(bases, axis=1)))
-                segments = torch.zeros(sum(ks), len(groups), dtype=torch.float64)
-                segments[torch.arange(sum(ks)), torch.repeat_interleave(
-                    torch.arange(len(groups)), torch.tensor(ks))] = 1.0
-                self.register_buffer(f"segments_{a_i}_{b_i}", segments, persistent=False)
+                segments = np.zeros((sum(ks), len(groups)))
+                segments[np.arange(sum(ks)), np.repeat(np.arange(len(groups)), ks)] = 1.0
+                self.register_buffer(f"segments_{a_i}_{b_i}", torch.from_numpy(segments),
+                                     persistent=False)
                 da, db = a.dim(self.d), b.dim(self.d)
                 self._pairs.append((name, row_sel, col_sel, len(rows) // da, da,
                                     len(cols) // db, db, ks))
 
+    def _apply(self, fn, recurse: bool = True):  # noqa: ANN001 - nn.Module's signature
+        """Bases follow device moves but stay float64 under ``.float()``/``.half()``: the
+        penalty subtracts nearly equal numbers and needs their precision."""
+        bases = {k: v for k, v in self._buffers.items() if v is not None and v.is_floating_point()}
+        super()._apply(fn, recurse)
+        for name, original in bases.items():
+            self._buffers[name] = original.to(self._buffers[name].device)
+        return self
+
     def _index_buffer(self, name: str, idx: torch.Tensor) -> slice | str:
-        sel = _as_index(idx)
+        sel = as_selector(idx)
         if isinstance(sel, slice):
             return sel
         if not hasattr(self, name):

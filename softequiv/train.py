@@ -39,6 +39,10 @@ class TrainConfig:
     ``group`` picks the candidate (by index) that ``emlp``, ``rpp``, ``aug`` and ``fa``
     use; ``t_adj`` and ``window`` default to a quarter and an eighth of ``epochs``; model
     selection counts only epochs from ``select_after`` (default 2 * t_adj, as published).
+    ``penalty="coupled"`` adds lambda_j R_j to the loss that Adam sees (the published
+    way); ``"decoupled"`` (default) applies its gradient step outside Adam, see
+    :func:`decoupled_penalty_step`. ``lambda_probe`` is the starting strength before t_adj
+    (see :class:`~softequiv.tuning.StrengthTuner`).
     """
 
     method: str = "per"
@@ -50,6 +54,8 @@ class TrainConfig:
     weight_decay: float = 0.0
     rpp_free_decay: float = 1e-3
     lambda_init: float = 100.0
+    lambda_probe: float | None = None
+    penalty: str = "decoupled"
     t_adj: int | None = None
     window: int | None = None
     p: float = 2.0
@@ -69,6 +75,8 @@ class TrainConfig:
             raise InputError(f"unknown method {self.method!r}; choose from {', '.join(METHODS)}")
         if self.epochs < 1:
             raise InputError(f"--epochs must be at least 1, got {self.epochs}")
+        if self.penalty not in ("decoupled", "coupled"):
+            raise InputError(f"unknown penalty mode {self.penalty!r}; use decoupled or coupled")
         if self.batch_size < 1 or self.ch < 1 or self.layers < 1 or self.lr <= 0:
             raise InputError("batch size, ch, layers and lr must be positive")
         out = copy.copy(self)
@@ -207,8 +215,15 @@ def fit(problem: Problem, config: TrainConfig) -> TrainResult:
     tuner = None
     if config.method in ("per", "sample") and len(problem.groups) > 1:
         tuner = StrengthTuner(len(problem.groups), lambda_init=config.lambda_init,
+                              lambda_probe=config.lambda_probe,
                               t_adj=config.t_adj, window=config.window, p=config.p,
                               rule=config.rule)
+    probe = None
+    if tuner is not None and tuner.rule == "gradient":
+        if config.method != "per" or config.penalty != "decoupled":
+            raise InputError("the gradient tuning rule needs --method per with the "
+                             "decoupled penalty")
+        probe = GradientProbe(layers, config.t_adj - config.window, config.t_adj)
     free = {id(p) for layer in layers for p in layer.free_parameters()}
     params = list(model.parameters())
     optimizer = torch.optim.Adam(params, lr=config.lr)
@@ -235,7 +250,9 @@ def fit(problem: Problem, config: TrainConfig) -> TrainResult:
             x, y = Xtr[idx], Ytr[idx]
             pred = model(x)
             loss = ((pred - y) ** 2).mean()
-            reg = _regularizers(model, layers, problem, config, x, generator, device)
+            decoupled = config.method == "per" and config.penalty == "decoupled" and layers
+            reg = None if decoupled else _regularizers(model, layers, problem, config, x,
+                                                       generator, device)
             if reg is not None:
                 loss = loss + (lambdas * reg).sum().to(loss.dtype)
                 epoch_reg += reg.detach().cpu().numpy() / steps_per_epoch
@@ -244,7 +261,13 @@ def fit(problem: Problem, config: TrainConfig) -> TrainResult:
                 loss = loss + decay
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if probe is not None and probe.active(epoch):
+                probe.accumulate()
             optimizer.step()
+            if decoupled:
+                rate = lambdas * schedule.get_last_lr()[0]
+                reg = decoupled_penalty_step(layers, rate)
+                epoch_reg += reg.cpu().numpy() / steps_per_epoch
             schedule.step()
             epoch_loss += float(loss.detach()) / steps_per_epoch
         if not math.isfinite(epoch_loss):
@@ -254,7 +277,8 @@ def fit(problem: Problem, config: TrainConfig) -> TrainResult:
         if tuner is not None:
             weight_norm2 = sum(float(layer.effective_weight()[0].detach().double().square().sum())
                                for layer in layers) or 1.0
-            tuner.observe(epoch, epoch_reg, weight_norm2)
+            levels = probe.levels() if probe is not None and probe.active(epoch) else epoch_reg
+            tuner.observe(epoch, levels, weight_norm2)
         record = {"epoch": epoch, "train_loss": epoch_loss, "valid_mse": valid,
                   "regularizers": epoch_reg.tolist(),
                   "lambdas": list(tuner.lambdas) if tuner else None}
@@ -271,6 +295,57 @@ def fit(problem: Problem, config: TrainConfig) -> TrainResult:
     model.eval()
     return TrainResult(model, problem, config, tuner, history, best[1],
                        time.perf_counter() - start)
+
+
+class GradientProbe:
+    """Averages the data-loss gradient of every soft layer over the tuning window and
+    reports 1/2 ||(I - P_j) g||^2 per group (the ``"gradient"`` tuning rule)."""
+
+    def __init__(self, layers: list[SoftLinear], start: int, stop: int):
+        self.layers, self.start, self.stop = layers, start, stop
+        self.sums: list[torch.Tensor] | None = None
+        self.count = 0
+
+    def active(self, epoch: int) -> bool:
+        return self.start <= epoch < self.stop
+
+    @torch.no_grad()
+    def accumulate(self) -> None:
+        grads = [p.grad.detach().double() for layer in self.layers
+                 for p in (layer.weight, layer.bias)]
+        self.sums = grads if self.sums is None else [s + g for s, g in zip(self.sums, grads,
+                                                                          strict=True)]
+        self.count += 1
+
+    @torch.no_grad()
+    def levels(self) -> np.ndarray:
+        total = 0.0
+        for i, layer in enumerate(self.layers):
+            weight, bias = (s / self.count for s in self.sums[2 * i:2 * i + 2])
+            total = total + layer.weight_projector.penalty(weight) + layer.bias_projector.penalty(
+                bias[:, None])
+        return total.cpu().numpy()
+
+
+def decoupled_penalty_step(layers: list[SoftLinear], rate: torch.Tensor) -> torch.Tensor:
+    """Shrink every layer towards each group's equivariant subspace, outside the optimizer:
+    W <- W - c_j (W - P_j W) with c_j = 1 - exp(-lr * lambda_j), capped so the c_j sum to
+    at most 1 (a contraction). It is the gradient step of sum_j lambda_j R_j taken like
+    AdamW's decoupled weight decay, so Adam's moment estimates see only the data loss.
+    Returns the R_j measured before the step (float64, detached)."""
+    shrink = 1.0 - torch.exp(-rate)
+    total = shrink.sum()
+    if total > 1.0:
+        shrink = shrink / total
+    weights = [p for layer in layers for p in (layer.weight, layer.bias)]
+    with torch.enable_grad():
+        values = torch.stack([layer.penalties() for layer in layers]).sum(0)
+        if shrink.any():
+            grads = torch.autograd.grad((shrink * values).sum(), weights)
+            with torch.no_grad():
+                for w, g in zip(weights, grads, strict=True):
+                    w.sub_(g.to(w.dtype))
+    return values.detach()
 
 
 def _regularizers(model: nn.Module, layers: list[SoftLinear], problem: Problem,

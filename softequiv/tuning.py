@@ -9,10 +9,22 @@ record the lowest value m_j each R_j reached; at ``t_adj`` rescale once,
 and keep the lambdas fixed afterwards. A symmetry the data breaks keeps a large R_j and
 loses strength; the one it respects keeps ``lambda_init``.
 
+With ``lambda_probe`` set, the candidates start at that (smaller) strength, so the data
+can show which constraints it resists, and the rescale sets lambda_j = lambda_init *
+(min_k m_k / m_j) ** p: the published formula when ``lambda_probe`` is None.
+
 The ``"relative"`` rule is an option of ours: the same formula, but m_j is each group's
 regularizer divided by the squared norm of the weights (the fraction of the weights that
 breaks G_j), averaged rather than minimised over the window. It is insensitive to the
 overall weight scale drifting during the window.
+
+The ``"gradient"`` rule (ours, the default of ``softequiv discover``) measures how hard
+the data pulls against each constraint: m_j = 1/2 ||(I - P_j) g||^2 for g the data-loss
+gradient averaged over all steps of the window (the trainer passes it to ``observe``;
+the last value counts). At a nearly symmetric model this is the force the data exerts
+against G_j, the Lagrange multiplier of the constraint: near zero (sampling noise) for a
+symmetry the data holds, and growing with how far the data breaks it. Unlike R_j it is
+not drowned by the optimizer's own jitter around the constraint.
 """
 
 from __future__ import annotations
@@ -21,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-RULES = ("published", "relative")
+RULES = ("published", "relative", "gradient")
 
 
 @dataclass
@@ -30,6 +42,7 @@ class StrengthTuner:
 
     n_groups: int
     lambda_init: float = 100.0
+    lambda_probe: float | None = None
     t_adj: int = 100
     window: int = 50
     p: float = 2.0
@@ -44,7 +57,8 @@ class StrengthTuner:
         if self.rule not in RULES:
             raise ValueError(f"unknown tuning rule {self.rule!r}; choose from {', '.join(RULES)}")
         if not self.lambdas:
-            self.lambdas = [0.0] + [float(self.lambda_init)] * (self.n_groups - 1)
+            start = self.lambda_init if self.lambda_probe is None else self.lambda_probe
+            self.lambdas = [0.0] + [float(start)] * (self.n_groups - 1)
         if not self.minima:
             self.minima = [float("inf")] * self.n_groups
             self.sums = [0.0] * self.n_groups
@@ -58,6 +72,8 @@ class StrengthTuner:
         if self.rule == "relative":
             values = values / max(weight_norm2, 1e-300)
         if epoch >= self.t_adj - self.window:
+            if self.rule == "gradient":
+                self.minima = list(values)
             self.minima = list(np.minimum(self.minima, values))
             self.sums = list(np.add(self.sums, values))
             self.count += 1
@@ -73,7 +89,8 @@ class StrengthTuner:
         active = lambdas != 0
         if active.any() and np.isfinite(levels[active]).all():
             floor = max(levels[active].min(), 1e-300)
-            lambdas[active] *= (floor / np.maximum(levels[active], 1e-300)) ** self.p
+            ratio = (floor / np.maximum(levels[active], 1e-300)) ** self.p
+            lambdas[active] = self.lambda_init * ratio
         self.lambdas = [float(v) for v in lambdas]
         self.adjusted = True
 

@@ -17,12 +17,13 @@ from torch import nn
 
 from softequiv.groups import Group
 from softequiv.reps import Rep, Scalar, TensorType
-from softequiv.solver import DEFAULT_TOL, Projector
+from softequiv.solver import DEFAULT_TOL, Projector, as_selector
 
 
 def gated(rep: Rep) -> Rep:
-    """``rep`` followed by one gate scalar per non-scalar summand copy."""
-    return rep + rep.num_nonscalars() * Scalar
+    """One gate scalar per non-scalar summand copy, followed by ``rep`` (gates first, so
+    they merge with rep's leading scalars and every type stays contiguous)."""
+    return rep.num_nonscalars() * Scalar + rep
 
 
 class SoftLinear(nn.Module):
@@ -94,37 +95,46 @@ class EquivariantBilinear(nn.Module):
         orthogonal = group.is_orthogonal
         self.size = rep.size(d)
         index = rep.type_indices(d)
-        copies = {t.canonical(orthogonal): (t, idx) for t, idx in index.items() if t.rank > 0}
-        self._terms: list[tuple[int, int, str, int, int, int, int, int]] = []
-        self._index_names: dict[TensorType, str] = {}
-        for t_i, (t, idx) in enumerate(index.items()):
-            name = f"idx{t_i}"
-            self.register_buffer(name, idx, persistent=False)
-            self._index_names[t] = name
-        self.params = nn.ParameterList()
+        self._select: list[slice | str] = []
+        for t_i, idx in enumerate(index.values()):
+            sel = as_selector(idx)
+            if not isinstance(sel, slice):
+                self.register_buffer(f"idx{t_i}", idx, persistent=False)
+                sel = f"idx{t_i}"
+            self._select.append(sel)
+        self._contiguous = all(isinstance(s, slice) for s in self._select) and sorted(
+            (s.start, s.stop) for s in self._select) == [
+            (s.start, s.stop) for s in self._select]
         types = list(index)
+        copies = {t.canonical(orthogonal): t_i for t_i, t in enumerate(types) if t.rank > 0}
+        self.params = nn.ParameterList()
+        self._terms: list[tuple[int, int, int, int, int, int, int, int]] = []
         for a_i, a in enumerate(types):
             for b_i, b in enumerate(types):
                 key = TensorType(a.factors + b.dual().factors).canonical(orthogonal)
                 if key.rank == 0 or key not in copies:
                     continue
-                source, idx = copies[key]
-                dim_t = source.dim(d)
-                n_sel = min(len(idx) // dim_t, dim_t)
+                s_i = copies[key]
+                dim_t = types[s_i].dim(d)
+                n_sel = min(len(index[types[s_i]]) // dim_t, dim_t)
                 na, nb = len(index[a]) // a.dim(d), len(index[b]) // b.dim(d)
                 self.params.append(nn.Parameter(torch.randn(na, nb, n_sel) / math.sqrt(nb * n_sel)))
-                self._terms.append((a_i, b_i, self._index_names[source], n_sel, a.dim(d),
-                                    b.dim(d), na, nb))
+                self._terms.append((a_i, b_i, s_i, n_sel, a.dim(d), b.dim(d), na, nb))
+        self._widths = [len(idx) for idx in index.values()]
+
+    def _take(self, x: torch.Tensor, t_i: int) -> torch.Tensor:
+        sel = self._select[t_i]
+        return x[:, sel] if isinstance(sel, slice) else x.index_select(1, getattr(self, sel))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch = x.shape[:-1]
         x = x.reshape(-1, x.shape[-1])
         n = x.shape[0]
         pieces: dict[int, torch.Tensor] = {}
-        for param, (a_i, b_i, source, n_sel, da, db, na, nb) in zip(self.params, self._terms,
-                                                                   strict=True):
-            src = x.index_select(1, getattr(self, source)[: n_sel * da * db])
-            xb = x.index_select(1, getattr(self, f"idx{b_i}")).reshape(n, nb, db)
+        for param, (a_i, b_i, s_i, n_sel, da, db, na, nb) in zip(self.params, self._terms,
+                                                                strict=True):
+            src = self._take(x, s_i)[:, : n_sel * da * db]
+            xb = self._take(x, b_i).reshape(n, nb, db)
             # contracted[n, c, i, k] = sum_j src[n, c, i, j] xb[n, k, j]
             if db == 1:
                 contracted = src.reshape(n, n_sel * da, 1) * xb.reshape(n, 1, nb)
@@ -136,9 +146,17 @@ class EquivariantBilinear(nn.Module):
             out = (contracted.reshape(n * da, n_sel * nb) @ weights).reshape(n, da, na)
             out = out.transpose(1, 2).reshape(n, na * da)
             pieces[a_i] = out if a_i not in pieces else pieces[a_i] + out
-        result = x.new_zeros(n, self.size)
-        for a_i, value in pieces.items():
-            result = result.index_add(1, getattr(self, f"idx{a_i}"), value)
+        if self._contiguous:
+            order = sorted(range(len(self._select)), key=lambda t_i: self._select[t_i].start)
+            result = torch.cat([pieces[t_i] if t_i in pieces else x.new_zeros(n, self._widths[t_i])
+                                for t_i in order], dim=1)
+        else:
+            result = x.new_zeros(n, self.size)
+            for a_i, value in pieces.items():
+                sel = self._select[a_i]
+                idx = (torch.arange(sel.start, sel.stop, device=x.device)
+                       if isinstance(sel, slice) else getattr(self, sel))
+                result = result.index_add(1, idx, value)
         return (self.scale * result).reshape(*batch, self.size)
 
 
@@ -150,13 +168,14 @@ class GatedNonlinearity(nn.Module):
         super().__init__()
         d = group.d
         self.size = rep.size(d)
+        self.gates = rep.num_nonscalars()
         gate = torch.empty(self.size, dtype=torch.long)
-        offset, next_gate = 0, self.size
+        offset, next_gate = 0, 0
         for mult, t in rep:
             k = t.dim(d)
             for _ in range(mult):
                 if t.rank == 0:
-                    gate[offset] = offset
+                    gate[offset] = self.gates + offset
                 else:
                     gate[offset:offset + k] = next_gate
                     next_gate += 1
@@ -164,4 +183,4 @@ class GatedNonlinearity(nn.Module):
         self.register_buffer("gate_index", gate, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x[..., : self.size] * torch.sigmoid(x.index_select(-1, self.gate_index))
+        return x[..., self.gates:] * torch.sigmoid(x.index_select(-1, self.gate_index))

@@ -163,7 +163,7 @@ class FrameAveraging(nn.Module):
         n = x.shape[0]
         frame = torch.zeros(n, 8, 4, 4, dtype=rot.dtype, device=rot.device)
         frame[:, :, :3, :3] = rot
-        frame[:, :, :3, 3] = center.expand(n, 8, 1, 3)[:, :, 0]
+        frame[:, :, :3, 3] = center
         frame[:, :, 3, 3] = 1.0
         return frame
 

@@ -1,0 +1,200 @@
+"""``softequiv bench``: the paper's benchmark tables, regenerated on this machine.
+
+Each task is a grid of settings x methods x seeds. Every run trains one model and records
+test MSE, seconds and what it discovered; the summary gives mean +- std per method and
+setting and the discovery accuracy (share of runs whose top-ranked candidate is the
+truly exact one). Results go to ``benchmarks/results/<task>.json`` and a markdown table
+between ``<!-- bench:<task> -->`` markers in README.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from softequiv.errors import InputError
+
+RESULTS_DIR = Path("benchmarks") / "results"
+
+
+@dataclass(frozen=True)
+class Method:
+    """A row of the table: a training method, and for emlp/rpp which candidate it uses."""
+
+    label: str
+    method: str
+    group: int = 0
+
+
+@dataclass
+class Task:
+    """A benchmark: the dataset, its settings, the methods compared and the protocol."""
+
+    dataset: str
+    settings: list[dict]
+    methods: list[Method]
+    protocol: dict = field(default_factory=dict)
+
+
+PER_PROTOCOL = {"epochs": 300, "t_adj": 75, "window": 40, "lambda_init": 100.0,
+                "lambda_probe": 1.0, "p": 2.0}
+
+TASKS: dict[str, Task] = {
+    "inertia": Task("inertia",
+                    [{"axis": a, "eps": e} for e in (-1.0, 0.3) for a in ("x", "y", "z")],
+                    [Method("MLP", "mlp"), Method("EMLP-O(3)", "emlp"), Method("RPP-O(3)", "rpp"),
+                     Method("Mixed-RPP", "mixed-rpp"), Method("PER", "per")], PER_PROTOCOL),
+    "cossim": Task("cossim", [{"variant": v} for v in ("so3", "scale")],
+                   [Method("MLP", "mlp"), Method("EMLP-union", "emlp"),
+                    Method("RPP-union", "rpp"), Method("Mixed-RPP", "mixed-rpp"),
+                    Method("PER", "per")], PER_PROTOCOL),
+    "se3": Task("se3", [{"variant": v} for v in ("rotation", "translation")],
+                [Method("MLP", "mlp"), Method("EMLP-SE(3)", "emlp"), Method("RPP-SE(3)", "rpp"),
+                 Method("Mixed-RPP", "mixed-rpp"), Method("PER", "per")], PER_PROTOCOL),
+    "mujoco-ant": Task("mujoco-ant", [{"variant": "o3", "bodies": "torso"}],
+                       [Method("MLP", "mlp"), Method("EMLP-O(3)", "emlp"),
+                        Method("EMLP-O2xy (oracle)", "emlp", 1), Method("RPP-O(3)", "rpp"),
+                        Method("Mixed-RPP", "mixed-rpp"), Method("PER", "per")],
+                       PER_PROTOCOL | {"p": 5.0}),
+}
+
+
+def _run_one(job: dict) -> dict:
+    """One training run (in a worker process: one torch thread each)."""
+    import torch
+
+    from softequiv.data.registry import load_builtin_dataset
+    from softequiv.discover import discover
+    from softequiv.train import TrainConfig
+
+    torch.set_num_threads(1)
+    dataset = load_builtin_dataset(job["dataset"], seed=job["seed"], **job["setting"])
+    config = TrainConfig(method=job["method"], group=job["group"], seed=job["seed"],
+                         progress=False, **job["protocol"])
+    if job["method"] != "per":
+        config.lambda_probe = None
+    start = time.perf_counter()
+    found = discover(dataset, config)
+    report = found.report
+    row = {k: job[k] for k in ("label", "method", "group", "seed", "setting")}
+    row |= {"test_mse": report["test_mse"], "valid_mse": report["valid_mse"],
+            "seconds": time.perf_counter() - start, "ranking": report["ranking"],
+            "exact_reported": report["exact"], "truly_exact": dataset.exact,
+            "groups": report["groups"]}
+    if dataset.info.get("metrics") == "ade_fde":
+        from softequiv.data.base import TEST
+        from softequiv.data.motion import ade_fde
+
+        X, Y = dataset.part(TEST)
+        row["motion"] = ade_fde(found.result.predict(X), Y, future=dataset.info["future"],
+                                n_bodies=dataset.info["n_bodies"],
+                                homogeneous=dataset.info["homogeneous"])
+    return row
+
+
+def _top_correct(row: dict) -> bool | None:
+    """Whether the top-ranked candidate is the truly exact one (None if not one exact)."""
+    candidates = [g["name"] for g in row["groups"][1:]]
+    exact = [name for name in row["truly_exact"] if name in candidates]
+    if len(exact) != 1 or not row["ranking"]:
+        return None
+    return row["ranking"][0] == exact[0]
+
+
+def summarize(runs: list[dict]) -> list[dict]:
+    """Mean +- std per (setting, method) and the discovery accuracy."""
+    keys = list(dict.fromkeys((json.dumps(r["setting"], sort_keys=True), r["label"])
+                              for r in runs))
+    out = []
+    for setting, label in keys:
+        rows = [r for r in runs if json.dumps(r["setting"], sort_keys=True) == setting
+                and r["label"] == label]
+        mse = np.array([r["test_mse"] for r in rows])
+        correct = [c for c in (_top_correct(r) for r in rows) if c is not None]
+        entry = {"setting": json.loads(setting), "method": label, "runs": len(rows),
+                 "test_mse_mean": float(mse.mean()), "test_mse_std": float(mse.std()),
+                 "seconds_mean": float(np.mean([r["seconds"] for r in rows])),
+                 "discovery_accuracy": float(np.mean(correct)) if correct else None}
+        if rows[0].get("motion"):
+            for metric in ("ade", "fde"):
+                values = np.array([r["motion"][metric] for r in rows])
+                entry[f"{metric}_mean"], entry[f"{metric}_std"] = (float(values.mean()),
+                                                                   float(values.std()))
+        if rows[0]["method"] == "per":
+            lambdas = np.array([[g["lambda"] for g in r["groups"]] for r in rows])
+            entry["lambdas_mean"] = lambdas.mean(0).tolist()
+        out.append(entry)
+    return out
+
+
+def markdown_table(task: str, summary: list[dict], protocol: dict) -> str:
+    """The README table of a task."""
+    motion = any("ade_mean" in s for s in summary)
+    head = "| setting | method | test MSE | " + ("ADE (m) | FDE (m) | " if motion else "") + \
+        "s / run | top-ranked = exact |"
+    lines = [head, "|" + "|".join(["---"] * (head.count("|") - 1)) + "|"]
+    for s in summary:
+        setting = ", ".join(f"{k}={v}" for k, v in s["setting"].items())
+        acc = "-" if s["discovery_accuracy"] is None else f"{100 * s['discovery_accuracy']:.0f}%"
+        cells = [setting, s["method"], f"{s['test_mse_mean']:.3g} ± {s['test_mse_std']:.2g}"]
+        if motion:
+            cells += [f"{s['ade_mean']:.4f} ± {s['ade_std']:.1g}",
+                      f"{s['fde_mean']:.4f} ± {s['fde_std']:.1g}"]
+        cells += [f"{s['seconds_mean']:.1f}", acc]
+        lines.append("| " + " | ".join(cells) + " |")
+    proto = ", ".join(f"{k}={v}" for k, v in protocol.items())
+    return "\n".join(lines) + f"\n\nProtocol: {proto}; {summary[0]['runs']} seeds per row."
+
+
+def update_readme(task: str, table: str, readme: Path = Path("README.md")) -> None:
+    """Replace the text between ``<!-- bench:task -->`` and ``<!-- /bench:task -->``."""
+    if not readme.exists():
+        return
+    text = readme.read_text()
+    start, end = f"<!-- bench:{task} -->", f"<!-- /bench:{task} -->"
+    if start not in text or end not in text:
+        return
+    before, rest = text.split(start, 1)
+    _, after = rest.split(end, 1)
+    readme.write_text(f"{before}{start}\n{table}\n{end}{after}")
+
+
+def run_benchmark(task: str, *, seeds: int = 5, methods: list[str] | None = None,
+                  settings: list[dict] | None = None, workers: int | None = None,
+                  protocol: dict | None = None, out: Path | None = None) -> dict:
+    """Run a task's grid and write its results file and README table."""
+    if task not in TASKS:
+        raise InputError(f"unknown benchmark task {task!r}; choose from {', '.join(TASKS)}")
+    spec = TASKS[task]
+    chosen = spec.methods
+    if methods:
+        known = {m.label for m in spec.methods} | {m.method for m in spec.methods}
+        unknown = [m for m in methods if m not in known]
+        if unknown:
+            raise InputError(f"unknown method {unknown[0]!r} for {task}; choose from "
+                             f"{', '.join(m.label for m in spec.methods)}")
+        chosen = [m for m in spec.methods if m.label in methods or m.method in methods]
+    if seeds < 1:
+        raise InputError("--seeds must be at least 1")
+    proto = spec.protocol | (protocol or {})
+    jobs = [{"dataset": spec.dataset, "setting": setting, "label": m.label,
+             "method": m.method, "group": m.group, "seed": seed, "protocol": proto}
+            for setting in (settings or spec.settings) for m in chosen for seed in range(seeds)]
+    start = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=workers or min(2, os.cpu_count() or 1)) as pool:
+        runs = list(pool.map(_run_one, jobs))
+    summary = summarize(runs)
+    result = {"task": task, "protocol": proto, "seeds": seeds,
+              "methods": [asdict(m) for m in chosen], "wall_seconds": time.perf_counter() - start,
+              "summary": summary, "runs": runs}
+    path = out or RESULTS_DIR / f"{task}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2))
+    update_readme(task, markdown_table(task, summary, proto))
+    return result
