@@ -42,8 +42,8 @@ class Task:
     protocol: dict = field(default_factory=dict)
 
 
-PER_PROTOCOL = {"epochs": 300, "t_adj": 75, "window": 40, "lambda_init": 100.0,
-                "lambda_probe": 1.0, "p": 2.0}
+PER_PROTOCOL = {"epochs": 200, "t_adj": 50, "window": 25, "lambda_init": 100.0, "p": 2.0,
+                "rule": "gradient"}
 
 TASKS: dict[str, Task] = {
     "inertia": Task("inertia",
@@ -71,14 +71,13 @@ def _run_one(job: dict) -> dict:
 
     from softequiv.data.registry import load_builtin_dataset
     from softequiv.discover import discover
+    from softequiv.report import snap_costs
     from softequiv.train import TrainConfig
 
     torch.set_num_threads(1)
     dataset = load_builtin_dataset(job["dataset"], seed=job["seed"], **job["setting"])
     config = TrainConfig(method=job["method"], group=job["group"], seed=job["seed"],
                          progress=False, **job["protocol"])
-    if job["method"] != "per":
-        config.lambda_probe = None
     start = time.perf_counter()
     found = discover(dataset, config)
     report = found.report
@@ -86,6 +85,7 @@ def _run_one(job: dict) -> dict:
     row |= {"test_mse": report["test_mse"], "valid_mse": report["valid_mse"],
             "seconds": time.perf_counter() - start, "ranking": report["ranking"],
             "exact_reported": report["exact"], "truly_exact": dataset.exact,
+            "snap_costs": snap_costs(found.result),
             "groups": report["groups"]}
     if dataset.info.get("metrics") == "ade_fde":
         from softequiv.data.base import TEST

@@ -56,10 +56,11 @@ class TrainConfig:
     lambda_init: float = 100.0
     lambda_probe: float | None = None
     penalty: str = "decoupled"
+    damp_gradients: bool = True
     t_adj: int | None = None
     window: int | None = None
     p: float = 2.0
-    rule: str = "published"
+    rule: str = "gradient"
     select_after: int | None = None
     patience: int | None = None
     normalize: bool = True
@@ -220,10 +221,10 @@ def fit(problem: Problem, config: TrainConfig) -> TrainResult:
                               rule=config.rule)
     probe = None
     if tuner is not None and tuner.rule == "gradient":
-        if config.method != "per" or config.penalty != "decoupled":
-            raise InputError("the gradient tuning rule needs --method per with the "
-                             "decoupled penalty")
-        probe = GradientProbe(layers, config.t_adj - config.window, config.t_adj)
+        if config.method == "per" and config.penalty == "decoupled":
+            probe = GradientProbe(layers, config.t_adj - config.window, config.t_adj)
+        else:
+            tuner.rule = "published"  # the data gradient alone is only seen when decoupled
     free = {id(p) for layer in layers for p in layer.free_parameters()}
     params = list(model.parameters())
     optimizer = torch.optim.Adam(params, lr=config.lr)
@@ -263,6 +264,8 @@ def fit(problem: Problem, config: TrainConfig) -> TrainResult:
             loss.backward()
             if probe is not None and probe.active(epoch):
                 probe.accumulate()
+            if decoupled and config.damp_gradients:
+                damp_gradients(layers, lambdas * schedule.get_last_lr()[0])
             optimizer.step()
             if decoupled:
                 rate = lambdas * schedule.get_last_lr()[0]
@@ -327,16 +330,39 @@ class GradientProbe:
         return total.cpu().numpy()
 
 
+def _shrink_factors(rate: torch.Tensor) -> torch.Tensor:
+    shrink = 1.0 - torch.exp(-rate)
+    total = shrink.sum()
+    return shrink / total if total > 1.0 else shrink
+
+
+def damp_gradients(layers: list[SoftLinear], rate: torch.Tensor) -> None:
+    """Remove the share c_j of each gradient that breaks group j before the optimizer sees
+    it: g <- g - sum_j c_j (g - P_j g). For a strongly enforced group (c_j near 1) Adam
+    then moves in the equivariant subspace as a hard EMLP would, instead of spending its
+    step sizes on mini-batch noise that the penalty removes again."""
+    shrink = _shrink_factors(rate)
+    if not shrink.any():
+        return
+    params = [p for layer in layers for p in (layer.weight, layer.bias)]
+    grads = [p.grad.detach().clone().requires_grad_(True) for p in params]
+    with torch.enable_grad():
+        values = torch.stack([layer.weight_projector.penalty(grads[2 * i])
+                              + layer.bias_projector.penalty(grads[2 * i + 1][:, None])
+                              for i, layer in enumerate(layers)]).sum(0)
+        damping = torch.autograd.grad((shrink * values).sum(), grads)
+    with torch.no_grad():
+        for p, d in zip(params, damping, strict=True):
+            p.grad.sub_(d.to(p.grad.dtype))
+
+
 def decoupled_penalty_step(layers: list[SoftLinear], rate: torch.Tensor) -> torch.Tensor:
     """Shrink every layer towards each group's equivariant subspace, outside the optimizer:
     W <- W - c_j (W - P_j W) with c_j = 1 - exp(-lr * lambda_j), capped so the c_j sum to
     at most 1 (a contraction). It is the gradient step of sum_j lambda_j R_j taken like
     AdamW's decoupled weight decay, so Adam's moment estimates see only the data loss.
     Returns the R_j measured before the step (float64, detached)."""
-    shrink = 1.0 - torch.exp(-rate)
-    total = shrink.sum()
-    if total > 1.0:
-        shrink = shrink / total
+    shrink = _shrink_factors(rate)
     weights = [p for layer in layers for p in (layer.weight, layer.bias)]
     with torch.enable_grad():
         values = torch.stack([layer.penalties() for layer in layers]).sum(0)

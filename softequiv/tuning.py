@@ -46,7 +46,7 @@ class StrengthTuner:
     t_adj: int = 100
     window: int = 50
     p: float = 2.0
-    rule: str = "published"
+    rule: str = "gradient"
     lambdas: list[float] = field(default_factory=list)
     minima: list[float] = field(default_factory=list)
     sums: list[float] = field(default_factory=list)

@@ -47,7 +47,7 @@ def test_published_rule_matches_formula_over_window_only(seed):
     # Values outside the window must not count: tiny before it, tiny at and after t_adj.
     hist[: t_adj - window, 1] = 1e-6
     hist[t_adj:, 2] = 1e-6
-    tuner = StrengthTuner(n, lambda_init=lam, t_adj=t_adj, window=window, p=p)
+    tuner = StrengthTuner(n, lambda_init=lam, t_adj=t_adj, window=window, p=p, rule="published")
     assert tuner.lambdas == [0.0, lam, lam, lam]
     used = run(tuner, hist)
 
@@ -68,7 +68,7 @@ def test_published_rule_matches_formula_over_window_only(seed):
 
 
 def test_observe_returns_true_only_at_the_adjustment():
-    tuner = StrengthTuner(3, t_adj=5, window=2)
+    tuner = StrengthTuner(3, t_adj=5, window=2, rule="published")
     flags = [tuner.observe(e, np.array([1.0, 2.0, 3.0])) for e in range(10)]
     assert flags == [False] * 4 + [True] + [False] * 5
 
@@ -78,7 +78,7 @@ def test_window_minimum_is_the_minimum_not_the_last_value():
     t_adj, window = 6, 4
     hist = np.array([[5.0, 4.0, 4.0]] * t_adj)
     hist[3, 1] = 0.5  # group 1 dips once inside the window
-    tuner = StrengthTuner(3, lambda_init=10.0, t_adj=t_adj, window=window, p=2.0)
+    tuner = StrengthTuner(3, lambda_init=10.0, t_adj=t_adj, window=window, p=2.0, rule="published")
     run(tuner, hist)
     assert tuner.minima[1] == 0.5 and tuner.minima[2] == 4.0
     np.testing.assert_allclose(tuner.lambdas, [0.0, 10.0, 10.0 * (0.5 / 4.0) ** 2], rtol=REL)
@@ -86,7 +86,7 @@ def test_window_minimum_is_the_minimum_not_the_last_value():
 
 def test_ambient_lambda_stays_zero_even_when_its_regularizer_is_smallest():
     hist = np.array([[1e-9, 1.0, 2.0, 4.0]] * 10)
-    tuner = StrengthTuner(4, lambda_init=100.0, t_adj=10, window=5, p=2.0)
+    tuner = StrengthTuner(4, lambda_init=100.0, t_adj=10, window=5, p=2.0, rule="published")
     used = run(tuner, hist)
     assert all(row[0] == 0.0 for row in used)
     # The ambient R_0 does not set the floor either: the floor is min over active groups.
@@ -96,7 +96,7 @@ def test_ambient_lambda_stays_zero_even_when_its_regularizer_is_smallest():
 @pytest.mark.parametrize("p", [2.0, 5.0])
 def test_exponent(p):
     hist = np.array([[3.0, 1.0, 2.0, 10.0]] * 4)
-    tuner = StrengthTuner(4, lambda_init=100.0, t_adj=4, window=4, p=p)
+    tuner = StrengthTuner(4, lambda_init=100.0, t_adj=4, window=4, p=p, rule="published")
     run(tuner, hist)
     np.testing.assert_allclose(tuner.lambdas, [0.0, 100.0, 100.0 * 0.5**p, 100.0 * 0.1**p],
                                rtol=REL)
@@ -106,7 +106,7 @@ def test_p5_separates_more_than_p2():
     hist = random_history(7, 12, 4)
     lam = {}
     for p in (2.0, 5.0):
-        tuner = StrengthTuner(4, t_adj=12, window=6, p=p)
+        tuner = StrengthTuner(4, t_adj=12, window=6, p=p, rule="published")
         run(tuner, hist)
         lam[p] = np.array(tuner.lambdas[1:])
     # Same winner (it keeps lambda_init), and every other ratio shrinks: r**5 <= r**2 for r <= 1.
@@ -129,7 +129,8 @@ def test_relative_rule_divides_by_weight_norm_and_averages():
     np.testing.assert_allclose(used[t_adj - 1], want, rtol=1e-10)
     assert tuner.count == window
     # Differs from the published rule on the same history (minimum, not the mean).
-    published = StrengthTuner(3, lambda_init=100.0, t_adj=t_adj, window=window, p=2.0)
+    published = StrengthTuner(3, lambda_init=100.0, t_adj=t_adj, window=window, p=2.0,
+                              rule="published")
     run(published, hist, norms)
     assert not np.allclose(published.lambdas, tuner.lambdas)
 
@@ -164,7 +165,7 @@ def test_state_dict_round_trip_resumes_identically(rule):
 
 
 def test_fresh_state_has_infinite_minima_and_round_trips():
-    tuner = StrengthTuner(3)
+    tuner = StrengthTuner(3, rule="published")
     state = json.loads(json.dumps(tuner.state_dict()))
     assert all(math.isinf(m) for m in state["minima"])
     again = StrengthTuner.from_state_dict(state)
@@ -172,7 +173,7 @@ def test_fresh_state_has_infinite_minima_and_round_trips():
 
 
 def test_single_group_has_only_the_ambient_lambda():
-    tuner = StrengthTuner(1, t_adj=2, window=2)
+    tuner = StrengthTuner(1, t_adj=2, window=2, rule="published")
     run(tuner, [[1.0], [2.0], [3.0]])
     assert tuner.lambdas == [0.0] and tuner.adjusted
 
@@ -181,16 +182,26 @@ def test_invalid_rule_raises():
     with pytest.raises(ValueError, match="unknown tuning rule"):
         StrengthTuner(3, rule="median")
     with pytest.raises(ValueError):
-        StrengthTuner.from_state_dict({**StrengthTuner(3).state_dict(), "rule": "bogus"})
+        state = StrengthTuner(3, rule="published").state_dict()
+        StrengthTuner.from_state_dict({**state, "rule": "bogus"})
 
 
 def test_lambda_probe_starts_small_and_rescales_from_lambda_init():
     # With lambda_probe the candidates start at the probe strength; the rescale sets
     # lambda_j = lambda_init * (min_k m_k / m_j) ** p.
     hist = np.array([[3.0, 1.0, 2.0, 4.0]] * 6)
-    tuner = StrengthTuner(4, lambda_init=100.0, lambda_probe=0.5, t_adj=6, window=3, p=2.0)
+    tuner = StrengthTuner(4, lambda_init=100.0, lambda_probe=0.5, t_adj=6, window=3, p=2.0,
+                          rule="published")
     used = run(tuner, hist)
     assert used[:5] == [[0.0, 0.5, 0.5, 0.5]] * 5
     np.testing.assert_allclose(used[5], [0.0, 100.0, 25.0, 6.25], rtol=REL)
     resumed = StrengthTuner.from_state_dict(json.loads(json.dumps(tuner.state_dict())))
     assert resumed == tuner
+
+
+def test_gradient_rule_uses_the_last_window_value():
+    tuner = StrengthTuner(3, lambda_init=100.0, t_adj=4, window=2, p=2.0, rule="gradient")
+    for epoch, levels in enumerate([[9, 9, 9], [9, 1, 1], [5, 1.0, 4.0], [5, 2.0, 8.0]]):
+        tuner.observe(epoch, np.array(levels, dtype=float))
+    # Last window value (2, 8), not the minimum over the window (1, 1).
+    assert tuner.lambdas == [0.0, 100.0, 100.0 * (2.0 / 8.0) ** 2]

@@ -9,7 +9,8 @@ exactly equivariant under the ambient group, hence under every subgroup.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -54,9 +55,18 @@ class SoftLinear(nn.Module):
         self.bias = init(n_out) if free else None
         self.path_weights = nn.ParameterList([init(n_out, n_in) for _ in projected])
         self.path_biases = nn.ParameterList([init(n_out) for _ in projected])
+        self.snapped_to: int | None = None
 
     def effective_weight(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The weight and bias the layer applies, pathways included."""
+        if self.snapped_to is not None:
+            weight, bias = self._raw_effective_weight()
+            j = self.snapped_to
+            return (self.weight_projector.project(weight, j),
+                    self.bias_projector.project(bias[:, None], j)[:, 0])
+        return self._raw_effective_weight()
+
+    def _raw_effective_weight(self) -> tuple[torch.Tensor, torch.Tensor]:
         weight = self.weight if self.free else None
         bias = self.bias if self.free else None
         for j, w, b in zip(self.projected, self.path_weights, self.path_biases, strict=True):
@@ -184,3 +194,17 @@ class GatedNonlinearity(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x[..., self.gates:] * torch.sigmoid(x.index_select(-1, self.gate_index))
+
+
+@contextmanager
+def snapped(model: nn.Module, group: int) -> Iterator[nn.Module]:
+    """Within the block, every SoftLinear of ``model`` applies P_j W instead of W: the model
+    made exactly equivariant to candidate ``group``, for asking what enforcing it costs."""
+    layers = [m for m in model.modules() if isinstance(m, SoftLinear)]
+    for layer in layers:
+        layer.snapped_to = group
+    try:
+        yield model
+    finally:
+        for layer in layers:
+            layer.snapped_to = None

@@ -1,0 +1,54 @@
+"""Benchmark bookkeeping: summaries, discovery accuracy and the README table."""
+
+import pytest
+
+from softequiv.bench import markdown_table, run_benchmark, summarize, update_readme
+from softequiv.errors import InputError
+
+GROUPS = [{"name": n, "lambda": 1.0} for n in ("O(3)", "O2xy", "O2yz", "O2xz")]
+
+
+def run(label, seed, mse, ranking, method="per"):
+    return {"label": label, "method": method, "group": 0, "seed": seed,
+            "setting": {"axis": "z", "eps": 0.3}, "test_mse": mse, "valid_mse": mse,
+            "seconds": 2.0, "ranking": ranking, "exact_reported": [],
+            "truly_exact": ["O2xy"], "groups": GROUPS}
+
+
+def test_summary_statistics_and_discovery_accuracy():
+    runs = [run("PER", 0, 1.0, ["O2xy", "O2yz", "O2xz"]),
+            run("PER", 1, 3.0, ["O2yz", "O2xy", "O2xz"]),
+            run("MLP", 0, 5.0, ["O2xy", "O2xz", "O2yz"], method="mlp")]
+    summary = summarize(runs)
+    per = next(s for s in summary if s["method"] == "PER")
+    assert per["runs"] == 2 and per["test_mse_mean"] == 2.0 and per["test_mse_std"] == 1.0
+    assert per["discovery_accuracy"] == 0.5 and per["lambdas_mean"] == [1.0] * 4
+    mlp = next(s for s in summary if s["method"] == "MLP")
+    assert mlp["discovery_accuracy"] == 1.0 and "lambdas_mean" not in mlp
+
+
+def test_accuracy_is_undefined_without_a_single_exact_candidate():
+    row = run("PER", 0, 1.0, ["O2xy", "O2yz", "O2xz"])
+    row["truly_exact"] = []
+    assert summarize([row])[0]["discovery_accuracy"] is None
+
+
+def test_markdown_table_and_readme_markers(tmp_path):
+    summary = summarize([run("PER", 0, 1.0, ["O2xy", "O2yz", "O2xz"])])
+    table = markdown_table("inertia", summary, {"epochs": 10})
+    assert table.splitlines()[0].startswith("| setting | method | test MSE")
+    assert "axis=z, eps=0.3 | PER | 1 ± 0" in table and "100%" in table
+    readme = tmp_path / "README.md"
+    readme.write_text("a\n<!-- bench:inertia -->\nold\n<!-- /bench:inertia -->\nb\n")
+    update_readme("inertia", table, readme)
+    text = readme.read_text()
+    assert "old" not in text and table in text and text.startswith("a\n") and text.endswith("b\n")
+
+
+def test_bad_task_method_and_seeds_are_input_errors():
+    with pytest.raises(InputError, match="unknown benchmark task"):
+        run_benchmark("nope")
+    with pytest.raises(InputError, match="unknown method"):
+        run_benchmark("inertia", methods=["XYZ"])
+    with pytest.raises(InputError, match="seeds"):
+        run_benchmark("inertia", seeds=0)
