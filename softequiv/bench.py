@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -185,16 +185,27 @@ def run_benchmark(task: str, *, seeds: int = 5, methods: list[str] | None = None
     proto = spec.protocol | (protocol or {})
     jobs = [{"dataset": spec.dataset, "setting": setting, "label": m.label,
              "method": m.method, "group": m.group, "seed": seed, "protocol": proto}
-            for setting in (settings or spec.settings) for m in chosen for seed in range(seeds)]
-    start = time.perf_counter()
-    with ProcessPoolExecutor(max_workers=workers or min(2, os.cpu_count() or 1)) as pool:
-        runs = list(pool.map(_run_one, jobs))
-    summary = summarize(runs)
-    result = {"task": task, "protocol": proto, "seeds": seeds,
-              "methods": [asdict(m) for m in chosen], "wall_seconds": time.perf_counter() - start,
-              "summary": summary, "runs": runs}
+            for seed in range(seeds) for setting in (settings or spec.settings) for m in chosen]
     path = out or RESULTS_DIR / f"{task}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2))
-    update_readme(task, markdown_table(task, summary, proto))
+    start = time.perf_counter()
+    runs: list[dict] = []
+    with ProcessPoolExecutor(max_workers=workers or min(2, os.cpu_count() or 1)) as pool:
+        futures = [pool.submit(_run_one, job) for job in jobs]
+        for done, future in enumerate(as_completed(futures), 1):
+            runs.append(future.result())
+            result = _result(task, proto, seeds, chosen, start, runs)
+            path.write_text(json.dumps(result, indent=2))
+            row = runs[-1]
+            print(f"[{done}/{len(jobs)}] {row['label']} {row['setting']} seed {row['seed']}: "
+                  f"test MSE {row['test_mse']:.4g} ({row['seconds']:.0f} s)", flush=True)
+    update_readme(task, markdown_table(task, result["summary"], proto))
     return result
+
+
+def _result(task: str, protocol: dict, seeds: int, methods: list[Method], start: float,
+            runs: list[dict]) -> dict:
+    return {"task": task, "protocol": protocol, "seeds": seeds,
+            "methods": [asdict(m) for m in methods],
+            "wall_seconds": time.perf_counter() - start, "summary": summarize(runs),
+            "runs": runs}

@@ -276,19 +276,24 @@ def fit(problem: Problem, config: TrainConfig) -> TrainResult:
         if not math.isfinite(epoch_loss):
             raise InputError(f"training diverged at epoch {epoch} (loss {epoch_loss}); "
                              "try a smaller --lr")
-        valid = _evaluate(model, Xva, Yva)
-        if tuner is not None:
-            weight_norm2 = sum(float(layer.effective_weight()[0].detach().double().square().sum())
-                               for layer in layers) or 1.0
-            levels = probe.levels() if probe is not None and probe.active(epoch) else epoch_reg
+        selecting = epoch >= config.select_after
+        valid = _evaluate(model, Xva, Yva) if selecting or config.progress else None
+        if tuner is not None and not tuner.adjusted:
+            weight_norm2 = 1.0
+            if tuner.rule == "relative":
+                weight_norm2 = sum(float(layer.effective_weight()[0].detach().double()
+                                         .square().sum()) for layer in layers) or 1.0
+            levels = probe.levels() if probe is not None and epoch + 1 == config.t_adj \
+                else epoch_reg
             tuner.observe(epoch, levels, weight_norm2)
         record = {"epoch": epoch, "train_loss": epoch_loss, "valid_mse": valid,
                   "regularizers": epoch_reg.tolist(),
                   "lambdas": list(tuner.lambdas) if tuner else None}
         history.append(record)
-        if epoch >= config.select_after and valid < best[0]:
+        if selecting and valid < best[0]:
             best = (valid, epoch, copy.deepcopy(model.state_dict()))
-        bar.set_postfix_str(f"train {epoch_loss:.4f} valid {valid:.4f}" + (
+        bar.set_postfix_str(f"train {epoch_loss:.4f}" + (
+            f" valid {valid:.4f}" if valid is not None else "") + (
             " λ " + "/".join(f"{v:.3g}" for v in tuner.lambdas[1:]) if tuner else ""))
         if config.patience and best[1] >= 0 and epoch - best[1] > config.patience:
             break
