@@ -283,8 +283,7 @@ def fit(problem: Problem, config: TrainConfig) -> TrainResult:
             if tuner.rule == "relative":
                 weight_norm2 = sum(float(layer.effective_weight()[0].detach().double()
                                          .square().sum()) for layer in layers) or 1.0
-            levels = probe.levels() if probe is not None and epoch + 1 == config.t_adj \
-                else epoch_reg
+            levels = probe.levels() if probe is not None and probe.active(epoch) else epoch_reg
             tuner.observe(epoch, levels, weight_norm2)
         record = {"epoch": epoch, "train_loss": epoch_loss, "valid_mse": valid,
                   "regularizers": epoch_reg.tolist(),

@@ -20,11 +20,12 @@ overall weight scale drifting during the window.
 
 The ``"gradient"`` rule (ours, the default of ``softequiv discover``) measures how hard
 the data pulls against each constraint: m_j = 1/2 ||(I - P_j) g||^2 for g the data-loss
-gradient averaged over all steps of the window (the trainer passes it to ``observe``;
-the last value counts). At a nearly symmetric model this is the force the data exerts
-against G_j, the Lagrange multiplier of the constraint: near zero (sampling noise) for a
-symmetry the data holds, and growing with how far the data breaks it. Unlike R_j it is
-not drowned by the optimizer's own jitter around the constraint.
+gradient averaged over the steps of the window so far (the trainer passes it to
+``observe`` every window epoch), and m_j is the mean of those values over the window.
+At a nearly symmetric model this is the force the data exerts against G_j, the
+Lagrange multiplier of the constraint: near zero (sampling noise) for a symmetry the
+data holds, and growing with how far the data breaks it. Unlike R_j it is not drowned
+by the optimizer's own jitter around the constraint.
 """
 
 from __future__ import annotations
@@ -72,8 +73,6 @@ class StrengthTuner:
         if self.rule == "relative":
             values = values / max(weight_norm2, 1e-300)
         if epoch >= self.t_adj - self.window:
-            if self.rule == "gradient":
-                self.minima = list(values)
             self.minima = list(np.minimum(self.minima, values))
             self.sums = list(np.add(self.sums, values))
             self.count += 1
@@ -84,7 +83,7 @@ class StrengthTuner:
 
     def _rescale(self) -> None:
         levels = np.array(self.minima if self.rule == "published"
-                          else np.divide(self.sums, max(self.count, 1)))
+                          else np.divide(self.sums, max(self.count, 1)))  # relative, gradient
         lambdas = np.array(self.lambdas)
         active = lambdas != 0
         if active.any() and np.isfinite(levels[active]).all():

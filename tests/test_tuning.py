@@ -199,9 +199,9 @@ def test_lambda_probe_starts_small_and_rescales_from_lambda_init():
     assert resumed == tuner
 
 
-def test_gradient_rule_uses_the_last_window_value():
+def test_gradient_rule_averages_the_window_values():
     tuner = StrengthTuner(3, lambda_init=100.0, t_adj=4, window=2, p=2.0, rule="gradient")
-    for epoch, levels in enumerate([[9, 9, 9], [9, 1, 1], [5, 1.0, 4.0], [5, 2.0, 8.0]]):
+    for epoch, levels in enumerate([[9, 9, 9], [9, 1, 1], [5, 1.0, 4.0], [5, 3.0, 8.0]]):
         tuner.observe(epoch, np.array(levels, dtype=float))
-    # Last window value (2, 8), not the minimum over the window (1, 1).
-    assert tuner.lambdas == [0.0, 100.0, 100.0 * (2.0 / 8.0) ** 2]
+    # Mean over the window epochs 2 and 3: (2, 6); epochs before the window are ignored.
+    assert tuner.lambdas == [0.0, 100.0, 100.0 * (2.0 / 6.0) ** 2]
