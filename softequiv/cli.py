@@ -152,7 +152,70 @@ def _add_discover(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_discover)
 
 
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_basis, _add_discover]
+def cmd_predict(args: argparse.Namespace) -> int:
+    """Predict with a saved run (from ``discover``) on the inputs of a data file."""
+    from pathlib import Path
+
+    from softequiv.data.files import load_inputs, save_predictions
+    from softequiv.discover import load_run
+
+    out = Path(args.out)
+    if out.suffix.lower() not in (".npz", ".csv"):
+        raise InputError(f"--out {args.out!r}: predictions can be saved as .npz or .csv")
+    if out.is_dir():
+        raise InputError(f"--out {args.out!r} is a directory; give a .npz or .csv file name")
+    if out.exists() and not args.overwrite:
+        raise InputError(f"--out {args.out!r} exists; pass --overwrite to replace it")
+    if not out.parent.is_dir():
+        raise InputError(f"--out {args.out!r}: directory {str(out.parent)!r} does not exist")
+    saved = load_run(args.model)
+    info = saved.config.get("dataset_info") or {}
+    x_cols = args.x_cols
+    if x_cols is None and Path(args.data).suffix.lower() in (".csv", ".parquet"):
+        x_cols = _training_columns(info.get("x_names"))
+    try:
+        X, x_names = load_inputs(args.data, x_cols=x_cols)
+    except InputError as exc:
+        if args.x_cols is None and x_cols is not None and "x_cols" in str(exc):
+            raise InputError(f"{exc} (without --x-cols the model's training columns are "
+                             "used; pass --x-cols)") from None
+        raise
+    size_in = saved.problem.rep_in.size(saved.problem.groups[0].d)
+    if X.shape[1] != size_in:
+        raise InputError(f"{Path(args.data).name}: the model expects {size_in} input columns "
+                         f"(rep_in {saved.config['rep_in']!r}) but X has {X.shape[1]}")
+    Y = saved.predict(X)
+    names = info.get("y_names")
+    if not isinstance(names, list) or len(names) != Y.shape[1]:
+        names = None
+    save_predictions(out, Y, names)
+    print(f"wrote {Y.shape[0]} predictions of {Y.shape[1]} columns to {out}")
+    return 0
+
+
+def _training_columns(names: object) -> str | None:
+    """The training file's input columns as an --x-cols selection, when it can be one."""
+    if not isinstance(names, list) or not names:
+        return None
+    if any(not isinstance(n, str) or "," in n or n != n.strip() for n in names):
+        return None
+    return ",".join(names)
+
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="predict with a saved run on new inputs")
+    p.add_argument("--model", required=True, help="run directory written by discover")
+    p.add_argument("--data", required=True,
+                   help=".npz (array X; Y is ignored), .csv or .parquet file of inputs")
+    p.add_argument("--x-cols", help="with .csv/.parquet: input columns, e.g. x0:x19 "
+                                    "(default: the columns the model was trained on)")
+    p.add_argument("--out", required=True, help="predictions file to write: .npz or .csv")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    p.set_defaults(func=cmd_predict)
+
+
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_basis, _add_discover,
+                                                               _add_predict]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -949,3 +949,120 @@ def _write_csv(path: Path, Y: np.ndarray, names: list[str]) -> None:
     with open(path, "wb") as f:
         f.write(header.getvalue().encode("utf-8"))
         pacsv.write_csv(table, f, write_options=pacsv.WriteOptions(include_header=False))
+
+
+# ----------------------------------------------------------------------------- inputs only
+
+
+def validate_inputs(
+    X: Any,
+    *,
+    size_in: int | None = None,
+    rep_in_name: str | None = None,
+    min_rows: int = 1,
+    x_names: Sequence[str] | None = None,
+    row_label: RowLabel | None = None,
+) -> None:
+    """Check inputs ``X`` before predicting; raise InputError if unusable.
+
+    Like :func:`validate_arrays` for X alone: a 2-D array of real numbers with at least
+    one column, ``size_in`` columns when given, at least ``min_rows`` rows, all finite.
+    """
+    X = _real_matrix(X, "X")
+    _check_width(X, "X", "rep_in", size_in, rep_in_name)
+    _check_row_count(X.shape[0], min_rows)
+    _check_finite(X, "X", x_names, row_label or _row_label)
+
+
+def load_inputs(path: str | Path, *, x_cols: str | None = None) -> tuple[np.ndarray, list[str]]:
+    """Read the inputs X (to predict from) of a ``.npz``, ``.csv`` or ``.parquet`` file.
+
+    ``.npz``: array ``X`` (2-D, or 1-D meaning one column); any ``Y`` or ``split`` is
+    ignored and ``x_cols`` must not be given. ``.csv`` / ``.parquet``: ``x_cols`` is
+    required and follows the selection grammar in this module's docstring; other
+    columns are not read. Returns float64 ``X [N, d]`` and its column names (``x0..``
+    for ``.npz``). Every problem (missing or unreadable file, text, NaN/inf, no rows)
+    raises InputError with a one-line message naming the file.
+    """
+    path = _existing_file(path)
+    ext = _extension(path)
+    try:
+        if ext == ".npz":
+            if x_cols is not None:
+                raise InputError(
+                    "x_cols applies to .csv and .parquet files only; "
+                    "a .npz file names its input array X"
+                )
+            X, row_label = _load_npz_inputs(path), _row_label
+            names = [f"x{j}" for j in range(X.shape[1])]
+        else:
+            if x_cols is None:
+                raise InputError(f"x_cols is required for {ext} files (e.g. 'x0:x17')")
+            _require_pyarrow(f"reading {ext} files")
+            if ext == ".csv":
+                X, names = _load_table_inputs(path, x_cols, csv_file=True)
+                row_label = _line_label
+            else:
+                X, names = _load_table_inputs(path, x_cols, csv_file=False)
+                row_label = _row_label
+        validate_inputs(X, min_rows=1, x_names=names, row_label=row_label)
+    except InputError as e:
+        raise InputError(f"{path.name}: {e}") from None
+    return X, names
+
+
+def _load_npz_inputs(path: Path) -> np.ndarray:
+    """Array X of a ``.npz`` archive as float64 ``[N, d]``."""
+    with open(path, "rb") as f:
+        magic = f.read(6)
+    if magic == b"\x93NUMPY":
+        raise InputError("holds a single array (.npy), not a .npz archive with X")
+    if not magic.startswith(b"PK"):
+        raise InputError("not a .npz archive (no zip header); save with np.savez")
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise InputError(f"cannot read as .npz: {_one_line(e)}") from None
+    with archive:
+        if "X" not in archive.files:
+            present = ", ".join(archive.files) or "none"
+            raise InputError(
+                f"no array 'X' (arrays present: {present}); save with np.savez(path, X=...)"
+            )
+        return _npz_matrix(path, archive, "X")
+
+
+def _load_table_inputs(path: Path, x_cols: str, *, csv_file: bool) -> tuple[np.ndarray, list[str]]:
+    """The selected columns of a CSV or Parquet file as float64 ``[N, d]`` and names."""
+    if csv_file:
+        header = _csv_header(path)
+        parquet = None
+    else:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            parquet = pq.ParquetFile(path)
+            header = list(parquet.schema_arrow.names)
+        except (pa.ArrowException, OSError) as e:
+            raise InputError(f"cannot read as Parquet: {_one_line(e)}") from None
+    split_idx = header.index(SPLIT_COLUMN) if SPLIT_COLUMN in header else None
+    x_idx = resolve_columns(x_cols, header, option="x_cols", reserved=split_idx)
+    if parquet is None:
+        table = _read_csv_table(path, header, x_idx, None)
+        row_label = _line_label
+    else:
+        _check_unique_names(header, x_idx)
+        table = _read_parquet_table(parquet, header, x_idx)
+        row_label = _row_label
+    if table.num_rows == 0:
+        raise InputError("the file has a header but no data rows")
+    table = _float_table(table.select([str(i) for i in x_idx]), header, row_label)
+    X = np.empty((table.num_rows, len(x_idx)), dtype=np.float64)
+    start = 0
+    for batch in table.to_batches():
+        stop = start + batch.num_rows
+        if stop > start:
+            X[start:stop] = _batch_matrix(batch)
+        start = stop
+    return X, [header[i] for i in x_idx]
