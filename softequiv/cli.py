@@ -89,6 +89,7 @@ def _train_config(args: argparse.Namespace, dataset) -> TrainConfig:
                        weight_decay=args.wd, lambda_init=args.lambda_init, t_adj=args.t_adj,
                        window=args.window, p=args.p, rule=args.rule, patience=args.patience,
                        group=int(group), seed=args.seed, device=args.device,
+                       penalty=args.penalty, threads=args.threads,
                        progress=not args.quiet and sys.stderr.isatty())
 
 
@@ -140,11 +141,15 @@ def _add_discover(sub: argparse._SubParsersAction) -> None:
     tr.add_argument("--t-adj", type=int, help="epoch of the strength adjustment (epochs/4)")
     tr.add_argument("--window", type=int, help="epochs of minima before --t-adj (t_adj/2)")
     tr.add_argument("--p", type=float, default=2.0, help="exponent of the adjustment rule")
-    tr.add_argument("--rule", default="published", choices=RULES)
+    tr.add_argument("--rule", default="gradient", choices=RULES,
+                    help="strength tuning rule (published: minima of R_j)")
     tr.add_argument("--patience", type=int, help="early stopping patience in epochs")
     tr.add_argument("--group", default="0",
                     help="emlp/rpp/aug/fa: which candidate (index or name)")
     tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--penalty", default="decoupled", choices=["decoupled", "coupled"],
+                    help="decoupled: penalty step outside Adam (default); coupled: published")
+    tr.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     tr.add_argument("--device", default="auto", help="auto, cpu or cuda")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--out", required=True, help="run directory to write")
@@ -214,8 +219,55 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_predict)
 
 
+def cmd_data_mujoco(args: argparse.Namespace) -> int:
+    """Simulate MuJoCo trajectories (cached by their arguments) and write an .npz file."""
+    from softequiv.data.mujoco import generate_to_file
+
+    start = time.perf_counter()
+    path = generate_to_file(args.out, env=args.env, trajectories=args.trajectories,
+                            seconds=args.seconds, seed=args.seed)
+    print(f"wrote {path} ({time.perf_counter() - start:.1f} s)")
+    return 0
+
+
+def _add_data(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("data", help="generate datasets")
+    kinds = p.add_subparsers(dest="kind", required=True, parser_class=_Parser)
+    m = kinds.add_parser("mujoco", help="MuJoCo trajectories (needs softequiv[mujoco])")
+    m.add_argument("--env", default="ant", help="ant (humanoid is experimental)")
+    m.add_argument("--trajectories", type=int, default=200)
+    m.add_argument("--seconds", type=float, default=2.4)
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--out", help=".npz file to write (default: the cache directory)")
+    m.set_defaults(func=cmd_data_mujoco)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Regenerate a benchmark table: results file plus the README table."""
+    from softequiv.bench import markdown_table, run_benchmark
+
+    protocol = {"epochs": args.epochs} if args.epochs else None
+    result = run_benchmark(args.task, seeds=args.seeds, methods=args.methods,
+                           workers=args.workers, protocol=protocol)
+    print(markdown_table(args.task, result["summary"], result["protocol"]))
+    print(f"wall time {result['wall_seconds']:.0f} s; wrote benchmarks/results/{args.task}.json")
+    return 0
+
+
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    from softequiv.bench import TASKS
+
+    p = sub.add_parser("bench", help="regenerate a benchmark table of the paper")
+    p.add_argument("--task", required=True, choices=list(TASKS))
+    p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--methods", nargs="+", help="labels or method names (default: all)")
+    p.add_argument("--epochs", type=int, help="override the protocol's epochs")
+    p.add_argument("--workers", type=int, help="parallel runs (default: 2)")
+    p.set_defaults(func=cmd_bench)
+
+
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_basis, _add_discover,
-                                                               _add_predict]
+                                                               _add_predict, _add_data, _add_bench]
 
 
 def build_parser() -> argparse.ArgumentParser:

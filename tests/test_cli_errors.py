@@ -272,3 +272,18 @@ def test_predict_errors(capsys, tmp_path, trained_run, table):
     out.write_text("old")
     fails(capsys, predict(), "exists", "--overwrite")
     assert out.read_text() == "old"
+
+
+def test_data_mujoco_writes_a_file(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("mujoco")
+    monkeypatch.setenv("SOFTEQUIV_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "ant.npz"
+    assert main(["data", "mujoco", "--trajectories", "3", "--seconds", "1.2", "--out",
+                 str(out)]) == 0
+    with np.load(out) as data:
+        assert data["positions"].shape[:2] == (3, 13)
+
+
+def test_bench_rejects_unknown_task(capsys):
+    assert main(["bench", "--task", "nope"]) == 2
+    assert "invalid choice" in capsys.readouterr().err
