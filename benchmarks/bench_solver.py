@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from softequiv.nn import SoftEMLP
+from softequiv.reps import uniform_rep
 from softequiv.solver import Projector, clear_cache
 from softequiv.spec import parse_groups, parse_rep
 
@@ -82,8 +83,7 @@ def main() -> dict:
         "machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                     "torch": torch.__version__, "python": platform.python_version()},
         "setting": {"groups": GROUPS, "rep_in": REP_IN, "rep_out": REP_OUT, "ch": 384,
-                    "linear_layers": 4, "hidden": str(model.blocks[0].nonlinearity and
-                                                      model.linear_layers()[1].rep_in),
+                    "linear_layers": 4, "hidden": str(uniform_rep(384, groups[0])),
                     "soft_weights": weights, "batch": 500},
         "cold_build_projectors_s": {"median": statistics.median(cold), "min": min(cold)},
         "cold_build_model_s": {"median": statistics.median(model_build),

@@ -111,6 +111,9 @@ def summarize(runs: list[dict]) -> list[dict]:
     """Mean +- std per (setting, method) and the discovery accuracy."""
     keys = list(dict.fromkeys((json.dumps(r["setting"], sort_keys=True), r["label"])
                               for r in runs))
+    setting_order = {k[0]: i for i, k in reversed(list(enumerate(keys)))}
+    label_order = {m.label: i for task in TASKS.values() for i, m in enumerate(task.methods)}
+    keys.sort(key=lambda k: (setting_order[k[0]], label_order.get(k[1], len(label_order))))
     out = []
     for setting, label in keys:
         rows = [r for r in runs if json.dumps(r["setting"], sort_keys=True) == setting
