@@ -76,7 +76,7 @@ class SymmetryRegressor:
                  method: str = "per", epochs: int = 300, lr: float = 3e-3,
                  batch_size: int = 500, ch: int = 128, layers: int = 3,
                  lambda_init: float = 100.0, t_adj: int | None = None, p: float = 2.0,
-                 rule: str = "published", seed: int = 0, device: str = "auto",
+                 rule: str = "gradient", seed: int = 0, device: str = "auto",
                  progress: bool = False):
         self.rep_in = rep_in
         self.rep_out = rep_out

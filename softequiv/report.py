@@ -152,7 +152,9 @@ def plot_levels(report: dict, path: Path) -> None:
     model_err = [g["model_error"] for g in groups]
     true_err = [g["true_error"] if g["true_error"] is not None else np.nan for g in groups]
     ax.bar(x - 0.2, np.maximum(model_err, 1e-12), 0.4, label="model")
-    ax.bar(x + 0.2, np.maximum(np.nan_to_num(true_err, nan=0.0), 1e-12), 0.4, label="ground truth")
+    if not np.all(np.isnan(true_err)):
+        ax.bar(x + 0.2, np.maximum(np.nan_to_num(true_err, nan=1e-12), 1e-12), 0.4,
+               label="ground truth")
     ax.axhline(EXACT_THRESHOLD, color="gray", ls="--", lw=1, label="exact threshold")
     ax.set_yscale("log")
     ax.set_title("relative equivariance error")
