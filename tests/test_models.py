@@ -37,15 +37,6 @@ BROKEN_PAIRS = [
 ]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # Small matrices: one thread is as fast alone and several times faster on a busy machine.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def gen(k: int) -> torch.Generator:
     return torch.Generator().manual_seed(k)
 

@@ -21,15 +21,6 @@ RIN, ROUT = parse_rep("5*Scalar + 5*Vector"), parse_rep("T(2)")
 PLANES = parse_groups("O(3), O2xy, O2yz, O2xz")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # Small matrices: one thread is as fast alone and several times faster on a busy machine.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def gen(k: int) -> torch.Generator:
     return torch.Generator().manual_seed(k)
 

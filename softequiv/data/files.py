@@ -460,19 +460,23 @@ def _one_line(e: BaseException | str) -> str:
 # ----------------------------------------------------------------------------- .npz
 
 
-def _load_npz(path: Path) -> LoadedTable:
-    """Read arrays X, Y and optional split from a ``.npz`` archive."""
+def _open_npz(path: Path, wanted: str) -> Any:
+    """Open a ``.npz`` archive, telling a ``.npy`` or non-zip file apart in the message."""
     with open(path, "rb") as f:
         magic = f.read(6)
     if magic == b"\x93NUMPY":
-        raise InputError("holds a single array (.npy), not a .npz archive with X and Y")
+        raise InputError(f"holds a single array (.npy), not a .npz archive with {wanted}")
     if not magic.startswith(b"PK"):
         raise InputError("not a .npz archive (no zip header); save with np.savez")
     try:
-        archive = np.load(path, allow_pickle=False)
+        return np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise InputError(f"cannot read as .npz: {_one_line(e)}") from None
-    with archive:
+
+
+def _load_npz(path: Path) -> LoadedTable:
+    """Read arrays X, Y and optional split from a ``.npz`` archive."""
+    with _open_npz(path, "X and Y") as archive:
         for key in ("X", "Y"):
             if key not in archive.files:
                 present = ", ".join(archive.files) or "none"
@@ -1013,17 +1017,7 @@ def load_inputs(path: str | Path, *, x_cols: str | None = None) -> tuple[np.ndar
 
 def _load_npz_inputs(path: Path) -> np.ndarray:
     """Array X of a ``.npz`` archive as float64 ``[N, d]``."""
-    with open(path, "rb") as f:
-        magic = f.read(6)
-    if magic == b"\x93NUMPY":
-        raise InputError("holds a single array (.npy), not a .npz archive with X")
-    if not magic.startswith(b"PK"):
-        raise InputError("not a .npz archive (no zip header); save with np.savez")
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-        raise InputError(f"cannot read as .npz: {_one_line(e)}") from None
-    with archive:
+    with _open_npz(path, "X") as archive:
         if "X" not in archive.files:
             present = ", ".join(archive.files) or "none"
             raise InputError(
