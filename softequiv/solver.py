@@ -12,6 +12,7 @@ weights, never a dense (#weights)^2 matrix.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from functools import cache, reduce
 
@@ -158,6 +159,22 @@ def as_selector(idx: torch.Tensor) -> slice | torch.Tensor:
     return idx
 
 
+class _SymmetricProjection(torch.autograd.Function):
+    """w -> B B^T w with B sparse. P = B B^T is symmetric, so the backward pass is the
+    same projection of the incoming gradient (no sparse transpose at every step)."""
+
+    @staticmethod
+    def forward(ctx, w: torch.Tensor, basis: torch.Tensor,  # noqa: ANN001 - autograd's ctx
+                basis_t: torch.Tensor) -> torch.Tensor:
+        ctx.bases = (basis, basis_t)
+        return basis @ (basis_t @ w)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # noqa: ANN001, ANN205 - autograd's signature
+        basis, basis_t = ctx.bases
+        return basis @ (basis_t @ grad), None, None
+
+
 class Projector(nn.Module):
     """Orthogonal projectors P_j = Q_j Q_j^T onto equivariant maps rep_in -> rep_out, one per
     group, applied to weight matrices ``[size(out), size(in)]`` (a bias is a map from
@@ -252,22 +269,85 @@ class Projector(nn.Module):
         norm = W.double().square().sum()
         return (0.5 * (norm - self.coefficient_norms(W))).clamp_min(0.0)
 
+    def penalty_and_residual(self, W: torch.Tensor,
+                             weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``penalty(W)`` together with ``sum_j weights_j (W - P_j W)``, the gradient of
+        ``sum_j weights_j R_j`` with respect to W, from one set of coefficients and without
+        autograd: the cheap form of a penalty or damping step taken every optimizer step."""
+        self._check(W)
+        basis, basis_t, segments = self._sparse(None, W.device, torch.float64)
+        w = W.detach().reshape(-1, 1).double()
+        weights = weights.to(w)
+        coeffs = basis_t @ w
+        total = (coeffs.square().T @ segments)[0]
+        pulled = basis @ (coeffs * (segments @ weights[:, None]))
+        penalty = (0.5 * (w.square().sum() - total)).clamp_min(0.0)
+        return penalty, (weights.sum() * w - pulled).to(W.dtype).reshape(W.shape)
+
     def project(self, W: torch.Tensor, group: int = 0) -> torch.Tensor:
         """P_j W: the closest map to W that is equivariant under group ``j``."""
         self._check(W)
-        out = torch.zeros_like(W)
+        basis, basis_t, _ = self._sparse(group, W.device, W.dtype)
+        if basis.shape[1] == 0:
+            return torch.zeros_like(W)
+        return _SymmetricProjection.apply(W.reshape(-1, 1), basis, basis_t).reshape(W.shape)
+
+    def _sparse(self, group: int | None, device: torch.device,
+                dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The block bases of one group (or all, ``None``) as one sparse matrix
+        [#weights, #coefficients] acting on row-major vec(W), its transpose, and each
+        coefficient's group as a one-hot matrix; built once per group, device and dtype."""
+        key = (group, str(device), dtype)
+        cache = self.__dict__.setdefault("_sparse_cache", {})
+        if key not in cache:
+            index, values, group_of = self._sparse_entries()
+            if group is not None:
+                keep = group_of[index[1]] == group
+                kept_cols = np.flatnonzero(group_of == group)
+                remap = np.full(len(group_of), -1)
+                remap[kept_cols] = np.arange(len(kept_cols))
+                index = np.stack([index[0][keep], remap[index[1][keep]]])
+                values, group_of = values[keep], group_of[kept_cols]
+            n_cols = len(group_of)
+            coo = torch.sparse_coo_tensor(torch.from_numpy(index), torch.from_numpy(values),
+                                          (self.shape[0] * self.shape[1], n_cols),
+                                          check_invariants=True).coalesce()
+            segments = torch.zeros(n_cols, self.n_groups, dtype=torch.float64)
+            segments[torch.arange(n_cols), torch.from_numpy(group_of)] = 1.0
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+                cache[key] = (coo.to(dtype).to_sparse_csr().to(device),
+                              coo.t().coalesce().to(dtype).to_sparse_csr().to(device),
+                              segments.to(dtype).to(device))
+        return cache[key]
+
+    def _sparse_entries(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """COO entries (row = flat weight index, column = coefficient) of every block basis,
+        with the group of each coefficient column."""
+        n_in = self.shape[1]
+        rows, cols, vals, groups = [], [], [], []
+        offset = 0
         for pair in self._pairs:
-            name, rows, cols, na, da, nb, db, ks = pair
-            if ks[group] == 0:
+            name, row_sel, col_sel, na, da, nb, db, ks = pair
+            if sum(ks) == 0:
                 continue
-            start = sum(ks[:group])
-            q = getattr(self, name)[:, start:start + ks[group]].to(W.dtype)
-            blocks = (self._blocks(W, pair) @ q) @ q.T
-            blocks = blocks.reshape(na, nb, da, db).transpose(1, 2).reshape(na * da, nb * db)
-            row_idx = self._positions(rows, na * da, W.device)
-            col_idx = self._positions(cols, nb * db, W.device)
-            out = out.index_put((row_idx[:, None], col_idx[None, :]), blocks)
-        return out
+            q = getattr(self, name).cpu().numpy()
+            k_total = q.shape[1]
+            row_pos = self._positions(row_sel, na * da, torch.device("cpu")).cpu().numpy()
+            col_pos = self._positions(col_sel, nb * db, torch.device("cpu")).cpu().numpy()
+            flat = (row_pos.reshape(na, 1, da, 1) * n_in + col_pos.reshape(1, nb, 1, db))
+            flat = flat.reshape(na * nb, da * db)
+            entry, k = np.nonzero(q)
+            block = np.arange(na * nb)[:, None]
+            rows.append(flat[:, entry].ravel())
+            cols.append((offset + block * k_total + k[None, :]).ravel())
+            vals.append(np.broadcast_to(q[entry, k], (na * nb, len(k))).ravel())
+            groups.append(np.tile(np.repeat(np.arange(len(ks)), ks), na * nb))
+            offset += na * nb * k_total
+        if not offset:
+            return (np.zeros((2, 0), dtype=np.int64), np.zeros(0), np.zeros(0, dtype=np.int64))
+        return (np.stack([np.concatenate(rows), np.concatenate(cols)]), np.concatenate(vals),
+                np.concatenate(groups))
 
     def _positions(self, sel: slice | str, n: int, device: torch.device) -> torch.Tensor:
         if isinstance(sel, slice):

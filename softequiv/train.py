@@ -11,6 +11,7 @@ import copy
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -26,6 +27,7 @@ from softequiv.nn import EMLP, MLP, RPP, Augmented, FrameAveraging, MixedRPP, So
 from softequiv.nn.layers import SoftLinear
 from softequiv.regularizers import sample_penalty
 from softequiv.reps import Rep
+from softequiv.solver import Projector
 from softequiv.spec import parse_groups, parse_rep
 from softequiv.tuning import StrengthTuner
 
@@ -348,16 +350,11 @@ def damp_gradients(layers: list[SoftLinear], rate: torch.Tensor) -> None:
     shrink = _shrink_factors(rate)
     if not shrink.any():
         return
-    params = [p for layer in layers for p in (layer.weight, layer.bias)]
-    grads = [p.grad.detach().clone().requires_grad_(True) for p in params]
-    with torch.enable_grad():
-        values = torch.stack([layer.weight_projector.penalty(grads[2 * i])
-                              + layer.bias_projector.penalty(grads[2 * i + 1][:, None])
-                              for i, layer in enumerate(layers)]).sum(0)
-        damping = torch.autograd.grad((shrink * values).sum(), grads)
     with torch.no_grad():
-        for p, d in zip(params, damping, strict=True):
-            p.grad.sub_(d.to(p.grad.dtype))
+        for layer in layers:
+            for param, projector, as_matrix in _weight_and_bias(layer):
+                _, residual = projector.penalty_and_residual(as_matrix(param.grad), shrink)
+                param.grad.sub_(residual.reshape(param.shape))
 
 
 def decoupled_penalty_step(layers: list[SoftLinear], rate: torch.Tensor) -> torch.Tensor:
@@ -367,15 +364,21 @@ def decoupled_penalty_step(layers: list[SoftLinear], rate: torch.Tensor) -> torc
     AdamW's decoupled weight decay, so Adam's moment estimates see only the data loss.
     Returns the R_j measured before the step (float64, detached)."""
     shrink = _shrink_factors(rate)
-    weights = [p for layer in layers for p in (layer.weight, layer.bias)]
-    with torch.enable_grad():
-        values = torch.stack([layer.penalties() for layer in layers]).sum(0)
-        if shrink.any():
-            grads = torch.autograd.grad((shrink * values).sum(), weights)
-            with torch.no_grad():
-                for w, g in zip(weights, grads, strict=True):
-                    w.sub_(g.to(w.dtype))
-    return values.detach()
+    total = torch.zeros(len(rate), dtype=torch.float64, device=rate.device)
+    with torch.no_grad():
+        for layer in layers:
+            for param, projector, as_matrix in _weight_and_bias(layer):
+                penalty, residual = projector.penalty_and_residual(as_matrix(param), shrink)
+                param.sub_(residual.reshape(param.shape))
+                total += penalty
+    return total
+
+
+def _weight_and_bias(layer: SoftLinear) -> list[tuple[torch.Tensor, Projector, Callable]]:
+    """The soft layer's free weight and bias, each with its projector and its view as a
+    matrix (a bias is a map from one scalar)."""
+    return [(layer.weight, layer.weight_projector, lambda t: t),
+            (layer.bias, layer.bias_projector, lambda t: t[:, None])]
 
 
 def _regularizers(model: nn.Module, layers: list[SoftLinear], problem: Problem,
