@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/softequiv discover --dataset inertia --axis z --noise -1 --epochs 200 --seed 0 --out runs/demo --overwrite
+	$(BIN)/softequiv discover --dataset inertia --axis z --noise -1 --epochs 400 --seed 0 --out runs/demo --overwrite
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -42,7 +42,7 @@ class Task:
     protocol: dict = field(default_factory=dict)
 
 
-PER_PROTOCOL = {"epochs": 200, "t_adj": 50, "window": 25, "lambda_init": 100.0, "p": 2.0,
+PER_PROTOCOL = {"epochs": 400, "t_adj": 100, "window": 50, "lambda_init": 100.0, "p": 2.0,
                 "rule": "gradient"}
 
 TASKS: dict[str, Task] = {
@@ -131,7 +131,19 @@ def summarize(runs: list[dict]) -> list[dict]:
                                                                    float(values.std()))
         if rows[0]["method"] == "per":
             lambdas = np.array([[g["lambda"] for g in r["groups"]] for r in rows])
+            errors = np.array([[g["model_error"] for g in r["groups"]] for r in rows])
             entry["lambdas_mean"] = lambdas.mean(0).tolist()
+            truths = [[g["true_error"] for g in r["groups"]] for r in rows]
+            true_mean = (np.array(truths, dtype=float).mean(0).tolist()
+                         if all(t is not None for row in truths for t in row)
+                         else [None] * len(rows[0]["groups"]))
+            entry["levels"] = [{"name": g["name"], "lambda_mean": float(lam),
+                                "model_error_mean": float(err), "true_error_mean": true}
+                               for g, lam, err, true in zip(rows[0]["groups"], lambdas.mean(0),
+                                                            errors.mean(0), true_mean,
+                                                            strict=True)]
+            entry["exact_reported"] = {name: sum(name in r["exact_reported"] for r in rows)
+                                       for name in (g["name"] for g in rows[0]["groups"])}
         out.append(entry)
     return out
 
@@ -152,7 +164,23 @@ def markdown_table(task: str, summary: list[dict], protocol: dict) -> str:
         cells += [f"{s['seconds_mean']:.1f}", acc]
         lines.append("| " + " | ".join(cells) + " |")
     proto = ", ".join(f"{k}={v}" for k, v in protocol.items())
-    return "\n".join(lines) + f"\n\nProtocol: {proto}; {summary[0]['runs']} seeds per row."
+    levels = [_levels_line(s) for s in summary if s.get("levels")]
+    text = "\n".join(lines) + f"\n\nProtocol: {proto}; {summary[0]['runs']} seeds per row."
+    if levels:
+        text += ("\n\nLevels PER discovered (mean final lambda / mean model equivariance "
+                 "error (the ground truth's error), runs that reported the group exact):\n\n"
+                 + "\n".join(levels))
+    return text
+
+
+def _levels_line(entry: dict) -> str:
+    setting = ", ".join(f"{k}={v}" for k, v in entry["setting"].items())
+    groups = "; ".join(f"{g['name']} {g['lambda_mean']:.3g} / {g['model_error_mean']:.2g}"
+                       + ("" if g.get("true_error_mean") is None
+                          else f" (truth {g['true_error_mean']:.2g})")
+                       + f", {entry['exact_reported'][g['name']]}/{entry['runs']} exact"
+                       for g in entry["levels"])
+    return f"- {setting}: {groups}"
 
 
 def update_readme(task: str, table: str, readme: Path = Path("README.md")) -> None:
@@ -170,8 +198,9 @@ def update_readme(task: str, table: str, readme: Path = Path("README.md")) -> No
 
 def run_benchmark(task: str, *, seeds: int = 5, methods: list[str] | None = None,
                   settings: list[dict] | None = None, workers: int | None = None,
-                  protocol: dict | None = None, out: Path | None = None) -> dict:
-    """Run a task's grid and write its results file and README table."""
+                  protocol: dict | None = None, out: Path | None = None,
+                  readme: bool = True) -> dict:
+    """Run a task's grid and write its results file and (``readme``) the README table."""
     if task not in TASKS:
         raise InputError(f"unknown benchmark task {task!r}; choose from {', '.join(TASKS)}")
     spec = TASKS[task]
@@ -202,7 +231,8 @@ def run_benchmark(task: str, *, seeds: int = 5, methods: list[str] | None = None
             row = runs[-1]
             print(f"[{done}/{len(jobs)}] {row['label']} {row['setting']} seed {row['seed']}: "
                   f"test MSE {row['test_mse']:.4g} ({row['seconds']:.0f} s)", flush=True)
-    update_readme(task, markdown_table(task, result["summary"], proto))
+    if readme:
+        update_readme(task, markdown_table(task, result["summary"], proto))
     return result
 
 

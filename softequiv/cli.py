@@ -89,7 +89,7 @@ def _train_config(args: argparse.Namespace, dataset) -> TrainConfig:
                        weight_decay=args.wd, lambda_init=args.lambda_init, t_adj=args.t_adj,
                        window=args.window, p=args.p, rule=args.rule, patience=args.patience,
                        group=int(group), seed=args.seed, device=args.device,
-                       penalty=args.penalty, threads=args.threads,
+                       penalty=args.penalty, threads=args.threads, snap=args.snap,
                        progress=not args.quiet and sys.stderr.isatty())
 
 
@@ -131,7 +131,7 @@ def _add_discover(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--y-cols", help="with .csv/.parquet: target columns, e.g. y0:y8")
     tr = p.add_argument_group("training")
     tr.add_argument("--method", default="per", choices=METHODS)
-    tr.add_argument("--epochs", type=int, default=300)
+    tr.add_argument("--epochs", type=int, default=400)
     tr.add_argument("--lr", type=float, default=3e-3)
     tr.add_argument("--batch-size", type=int, default=500)
     tr.add_argument("--ch", type=int, default=128, help="hidden channel budget")
@@ -149,6 +149,9 @@ def _add_discover(sub: argparse._SubParsersAction) -> None:
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--penalty", default="decoupled", choices=["decoupled", "coupled"],
                     help="decoupled: penalty step outside Adam (default); coupled: published")
+    tr.add_argument("--no-snap", dest="snap", action="store_false",
+                    help="per/sample: never replace the selected model by its projection onto "
+                         "a candidate (by default done when that lowers the validation MSE)")
     tr.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     tr.add_argument("--device", default="auto", help="auto, cpu or cuda")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -70,6 +70,8 @@ def save_run(discovery: Discovery, out: str | Path, *, extra_config: dict | None
         "x_scaler": problem.x_scaler.state_dict(),
         "y_scaler": problem.y_scaler.state_dict(),
         "best_epoch": result.best_epoch,
+        "snapped_to": (None if result.snapped_to is None
+                       else problem.dataset.groups[result.snapped_to]),
         "tuner": result.tuner.state_dict() if result.tuner else None,
         **(extra_config or {}),
     }

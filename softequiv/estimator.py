@@ -35,7 +35,7 @@ from softequiv.errors import InputError
 __all__ = ["SymmetryRegressor"]
 
 _TRAIN_KEYS = ("method", "epochs", "lr", "batch_size", "ch", "layers", "lambda_init", "t_adj",
-               "p", "rule", "seed", "device", "progress")
+               "p", "rule", "penalty", "snap", "seed", "device", "threads", "progress")
 
 
 class SymmetryRegressor:
@@ -49,7 +49,8 @@ class SymmetryRegressor:
         and ``"T(2)"`` (summands in order, tensors flattened row-major).
     groups : str or list of str
         Candidate groups, the ambient group first: ``"O(3), O2xy, O2yz, O2xz"`` or a list.
-    method, epochs, lr, batch_size, ch, layers, lambda_init, t_adj, p, rule, seed, device
+    method, epochs, lr, batch_size, ch, layers, lambda_init, t_adj, p, rule, penalty, snap,
+    seed, device, threads
         Training settings, as in :class:`softequiv.train.TrainConfig` and the CLI's
         ``discover`` options (``t_adj=None`` means ``epochs // 4``).
     progress : bool
@@ -73,10 +74,11 @@ class SymmetryRegressor:
     """
 
     def __init__(self, rep_in: str, rep_out: str, groups: str | list[str], *,
-                 method: str = "per", epochs: int = 300, lr: float = 3e-3,
+                 method: str = "per", epochs: int = 400, lr: float = 3e-3,
                  batch_size: int = 500, ch: int = 128, layers: int = 3,
                  lambda_init: float = 100.0, t_adj: int | None = None, p: float = 2.0,
-                 rule: str = "gradient", seed: int = 0, device: str = "auto",
+                 rule: str = "gradient", penalty: str = "decoupled", snap: bool = True,
+                 seed: int = 0, device: str = "auto", threads: int | None = None,
                  progress: bool = False):
         self.rep_in = rep_in
         self.rep_out = rep_out
@@ -91,8 +93,11 @@ class SymmetryRegressor:
         self.t_adj = t_adj
         self.p = p
         self.rule = rule
+        self.penalty = penalty
+        self.snap = snap
         self.seed = seed
         self.device = device
+        self.threads = threads
         self.progress = progress
 
     # ------------------------------------------------------------------ parameters

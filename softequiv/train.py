@@ -24,7 +24,7 @@ from softequiv.data.normalize import RepScaler
 from softequiv.errors import InputError
 from softequiv.groups import Group
 from softequiv.nn import EMLP, MLP, RPP, Augmented, FrameAveraging, MixedRPP, SoftEMLP
-from softequiv.nn.layers import SoftLinear
+from softequiv.nn.layers import SoftLinear, snapped
 from softequiv.regularizers import sample_penalty
 from softequiv.reps import Rep
 from softequiv.solver import Projector
@@ -44,11 +44,13 @@ class TrainConfig:
     ``penalty="coupled"`` adds lambda_j R_j to the loss that Adam sees (the published
     way); ``"decoupled"`` (default) applies its gradient step outside Adam, see
     :func:`decoupled_penalty_step`. ``lambda_probe`` is the starting strength before t_adj
-    (see :class:`~softequiv.tuning.StrengthTuner`).
+    (see :class:`~softequiv.tuning.StrengthTuner`). ``snap`` (soft models only) makes the
+    selected model exactly equivariant to the candidate whose projection lowers the
+    validation MSE most, if any does (see :func:`snap_to_best_group`).
     """
 
     method: str = "per"
-    epochs: int = 300
+    epochs: int = 400
     lr: float = 3e-3
     batch_size: int = 500
     ch: int = 128
@@ -66,6 +68,7 @@ class TrainConfig:
     select_after: int | None = None
     patience: int | None = None
     normalize: bool = True
+    snap: bool = True
     group: int = 0
     seed: int = 0
     device: str = "auto"
@@ -179,6 +182,7 @@ class TrainResult:
     history: list[dict]
     best_epoch: int
     seconds: float
+    snapped_to: int | None = None
 
     @torch.no_grad()
     def predict_normalized(self, X: torch.Tensor, batch: int = 4096) -> torch.Tensor:
@@ -302,8 +306,35 @@ def fit(problem: Problem, config: TrainConfig) -> TrainResult:
     if best[2] is not None:
         model.load_state_dict(best[2])
     model.eval()
+    snapped_to = None
+    if config.snap and config.method in ("per", "sample") and layers:
+        snapped_to = snap_to_best_group(model, layers, Xva, Yva)
     return TrainResult(model, problem, config, tuner, history, best[1],
-                       time.perf_counter() - start)
+                       time.perf_counter() - start, snapped_to)
+
+
+def snap_to_best_group(model: nn.Module, layers: list[SoftLinear], X: torch.Tensor,
+                       Y: torch.Tensor) -> int | None:
+    """Replace every soft layer's W by P_j W for the candidate j whose projection gives the
+    lowest validation MSE, if that is lower than the unprojected model's; return j.
+
+    A soft model ends near the subspace of each symmetry the data respects, but not in it:
+    the remaining off-subspace weights fit noise. Projecting removes them, and choosing
+    whether (and onto which group) on validation data keeps this an ordinary model
+    selection step."""
+    best_mse, best_group = _evaluate(model, X, Y), None
+    for j in range(layers[0].weight_projector.n_groups):
+        with snapped(model, j):
+            mse = _evaluate(model, X, Y)
+        if mse < best_mse:
+            best_mse, best_group = mse, j
+    if best_group is not None:
+        with torch.no_grad():
+            for layer in layers:
+                for param, projector, as_matrix in _weight_and_bias(layer):
+                    param.copy_(projector.project(as_matrix(param), best_group).reshape(
+                        param.shape))
+    return best_group
 
 
 class GradientProbe:

@@ -1,11 +1,15 @@
 """Benchmark bookkeeping: summaries, discovery accuracy and the README table."""
 
+import json
+
+import numpy as np
 import pytest
 
 from softequiv.bench import markdown_table, run_benchmark, summarize, update_readme
 from softequiv.errors import InputError
 
-GROUPS = [{"name": n, "lambda": 1.0} for n in ("O(3)", "O2xy", "O2yz", "O2xz")]
+GROUPS = [{"name": n, "lambda": 1.0, "model_error": 0.1, "true_error": None}
+          for n in ("O(3)", "O2xy", "O2yz", "O2xz")]
 
 
 def run(label, seed, mse, ranking, method="per"):
@@ -38,6 +42,7 @@ def test_markdown_table_and_readme_markers(tmp_path):
     table = markdown_table("inertia", summary, {"epochs": 10})
     assert table.splitlines()[0].startswith("| setting | method | test MSE")
     assert "axis=z, eps=0.3 | PER | 1 ± 0" in table and "100%" in table
+    assert "- axis=z, eps=0.3: O(3) 1 / 0.1, 0/1 exact; O2xy 1 / 0.1, 0/1 exact" in table
     readme = tmp_path / "README.md"
     readme.write_text("a\n<!-- bench:inertia -->\nold\n<!-- /bench:inertia -->\nb\n")
     update_readme("inertia", table, readme)
@@ -52,3 +57,20 @@ def test_bad_task_method_and_seeds_are_input_errors():
         run_benchmark("inertia", methods=["XYZ"])
     with pytest.raises(InputError, match="seeds"):
         run_benchmark("inertia", seeds=0)
+
+
+def test_a_tiny_grid_runs_end_to_end_without_touching_the_readme(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "README.md").write_text("<!-- bench:cossim -->\nold\n<!-- /bench:cossim -->\n")
+    out = tmp_path / "cossim.json"
+    tiny = {"epochs": 4, "t_adj": 2, "window": 1, "ch": 8, "layers": 1}
+    result = run_benchmark("cossim", seeds=1, methods=["MLP", "per"],
+                           settings=[{"variant": "so3"}], workers=1, protocol=tiny, out=out,
+                           readme=False)
+    saved = json.loads(out.read_text())
+    assert saved["summary"] == result["summary"] and len(saved["runs"]) == 2
+    assert {r["label"] for r in saved["runs"]} == {"MLP", "PER"}
+    per = next(r for r in saved["runs"] if r["label"] == "PER")
+    assert per["truly_exact"] == ["SO(3)"] and len(per["ranking"]) == 2
+    assert np.isfinite(per["test_mse"]) and saved["protocol"]["epochs"] == 4
+    assert "old" in (tmp_path / "README.md").read_text()

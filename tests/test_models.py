@@ -296,6 +296,22 @@ def test_bilinear_layer_is_equivariant_and_quadratic(group):
     assert rel_error(layer, x, group, rep, rep, n_g=2) < TOL[torch.float64]
 
 
+def test_bilinear_contraction_orders_agree():
+    """Each term may be evaluated in either contraction order (whichever is cheaper);
+    both give the same result, float64, tolerance 1e-12."""
+    torch.manual_seed(0)
+    layer = EquivariantBilinear(gated(HIDDEN), G.O(3)).to(torch.float64)
+    x = torch.randn(16, gated(HIDDEN).size(3), dtype=torch.float64)
+    parts = layer._split(x)
+    for param, (_, b_i, s_i, n_sel, da, db, _, nb) in zip(layer.params, layer._terms,
+                                                             strict=True):
+        src = parts[s_i][:, : n_sel * da * db]
+        xb = parts[b_i].reshape(16, nb, db)
+        torch.testing.assert_close(layer._contract_input_first(src, xb, param, n_sel, da),
+                                   layer._mix_copies_first(src, xb, param, n_sel, da),
+                                   atol=1e-12, rtol=1e-12)
+
+
 @pytest.mark.parametrize("group", [G.O(3), G.SO(3), G.O2xz()], ids=lambda g: g.name)
 def test_gated_nonlinearity_is_equivariant(group):
     rep_in, rep_out = gated(HIDDEN), HIDDEN

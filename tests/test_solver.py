@@ -196,3 +196,26 @@ def test_projector_rejects_wrong_shape_and_mixed_dimensions(projector):
         projector.penalty(torch.randn(3, 3))
     with pytest.raises(ValueError, match="same R\\^d"):
         Projector(Vector, Vector, [G.O(3), G.O(2)])
+
+
+def test_penalty_and_residual_match_the_penalty_and_its_gradient(projector):
+    """The closed form used by the training steps equals penalty() and the autograd
+    gradient of sum_j c_j R_j (float64, tolerance 1e-10 relative)."""
+    W = torch.randn(projector.shape, dtype=torch.float64, requires_grad=True)
+    weights = torch.tensor([0.0, 0.5, 0.3, 0.2], dtype=torch.float64)
+    penalty, residual = projector.penalty_and_residual(W, weights)
+    assert torch.allclose(penalty, projector.penalty(W).detach(), rtol=1e-10)
+    (weights * projector.penalty(W)).sum().backward()
+    assert torch.allclose(residual, W.grad, atol=1e-10)
+    assert residual.dtype == torch.float64 and not residual.requires_grad
+
+
+def test_projection_gradient_is_the_projection(projector):
+    """P is symmetric, so the gradient of <V, P W> is P V; checked numerically."""
+    W = torch.randn(projector.shape, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda w: projector.project(w, 2), (W,))
+
+
+def test_projection_onto_a_group_without_equivariant_maps_is_zero():
+    empty = Projector(Vector, Scalar, [G.O(3)])
+    assert torch.equal(empty.project(torch.ones(1, 3), 0), torch.zeros(1, 3))
