@@ -3,8 +3,10 @@
 (a) Cold-cache time to build every projector of a soft EMLP with ``uniform_rep(384, O(3))``
     hidden layers (3 blocks + head = 4 linear layers) for the four inertia candidates
     (O(3), O2xy, O2yz, O2xz), inertia input/output reps.
-(b) Time of one evaluation of all four penalties with backward, against one
-    forward+backward of that network on a batch of 500.
+(b) Time of one evaluation of all four penalties with backward (the autograd path used by
+    ``--penalty coupled`` and ``regularize()``), and of the closed-form penalty step the
+    default (decoupled) training takes, against one forward+backward of that network on a
+    batch of 500.
 
 Writes benchmarks/results/solver.json. Run: ``.venv/bin/python benchmarks/bench_solver.py``.
 """
@@ -24,6 +26,7 @@ from softequiv.nn import SoftEMLP
 from softequiv.reps import uniform_rep
 from softequiv.solver import Projector, clear_cache
 from softequiv.spec import parse_groups, parse_rep
+from softequiv.train import decoupled_penalty_step
 
 RESULTS = Path(__file__).parent / "results" / "solver.json"
 GROUPS = "O(3), O2xy, O2yz, O2xz"
@@ -73,11 +76,20 @@ def main() -> dict:
         model.zero_grad(set_to_none=True)
         ((model(x) - y) ** 2).mean().backward()
 
+    layers = model.linear_layers()
+    shrink = torch.tensor([0.0, 0.2, 0.1, 0.1], dtype=torch.float64)
+
+    @torch.no_grad()
+    def decoupled_step() -> None:
+        decoupled_penalty_step(layers, shrink)
+
     for _ in range(3):
         penalty_step()
         network_step()
+        decoupled_step()
     penalty = timed(penalty_step, 20)
     network = timed(network_step, 20)
+    decoupled = timed(decoupled_step, 20)
     weights = sum(layer.weight.numel() + layer.bias.numel() for layer in model.linear_layers())
     result = {
         "machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
@@ -91,6 +103,8 @@ def main() -> dict:
         "penalties_fwd_bwd_s": statistics.median(penalty),
         "network_fwd_bwd_s": statistics.median(network),
         "penalty_share_of_step": statistics.median(penalty) / statistics.median(network),
+        "decoupled_penalty_step_s": statistics.median(decoupled),
+        "decoupled_share_of_step": statistics.median(decoupled) / statistics.median(network),
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2))

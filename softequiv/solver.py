@@ -175,6 +175,21 @@ class _SymmetricProjection(torch.autograd.Function):
         return basis @ (basis_t @ grad), None, None
 
 
+class _SparseCoefficients(torch.autograd.Function):
+    """w -> B^T w with B sparse; the backward pass applies B (kept, so no sparse transpose
+    is formed at every step)."""
+
+    @staticmethod
+    def forward(ctx, w: torch.Tensor, basis: torch.Tensor,  # noqa: ANN001 - autograd's ctx
+                basis_t: torch.Tensor) -> torch.Tensor:
+        ctx.basis = basis
+        return basis_t @ w
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # noqa: ANN001, ANN205 - autograd's signature
+        return ctx.basis @ grad, None, None
+
+
 class Projector(nn.Module):
     """Orthogonal projectors P_j = Q_j Q_j^T onto equivariant maps rep_in -> rep_out, one per
     group, applied to weight matrices ``[size(out), size(in)]`` (a bias is a map from
@@ -224,6 +239,11 @@ class Projector(nn.Module):
             self._buffers[name] = original.to(self._buffers[name].device)
         return self
 
+    def _load_from_state_dict(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+        """Loaded bases replace the current ones, so the sparse forms built from them go."""
+        self.__dict__.pop("_sparse_cache", None)
+        super()._load_from_state_dict(*args, **kwargs)
+
     def _index_buffer(self, name: str, idx: torch.Tensor) -> slice | str:
         sel = as_selector(idx)
         if isinstance(sel, slice):
@@ -247,18 +267,13 @@ class Projector(nn.Module):
                              f"{self.rep_in} -> {self.rep_out}, expected {self.shape}")
 
     def coefficient_norms(self, W: torch.Tensor) -> torch.Tensor:
-        """||Q_j^T vec(W)||^2 for every group, float64 ``[n_groups]``."""
+        """||Q_j^T vec(W)||^2 for every group, float64 ``[n_groups]`` (differentiable)."""
         self._check(W)
-        W = W.double()
-        total = W.new_zeros(self.n_groups)
-        for pair in self._pairs:
-            name = pair[0]
-            if sum(pair[-1]) == 0:
-                continue
-            coeffs = self._blocks(W, pair) @ getattr(self, name)
-            segments = getattr(self, name.replace("basis", "segments"))
-            total = total + coeffs.square().sum(0) @ segments
-        return total
+        basis, basis_t, segments = self._sparse(None, W.device, torch.float64)
+        if basis.shape[1] == 0:
+            return W.new_zeros(self.n_groups, dtype=torch.float64)
+        coeffs = _SparseCoefficients.apply(W.double().reshape(-1, 1), basis, basis_t)
+        return (coeffs.square().T @ segments)[0]
 
     def penalty(self, W: torch.Tensor) -> torch.Tensor:
         """1/2 ||W - P_j W||^2 for every group, float64 ``[n_groups]``.

@@ -160,7 +160,8 @@ def test_penalty_is_half_squared_residual_and_zero_on_projected(projector):
     for j in range(len(PLANES)):
         residual = W - projector.project(W, j)
         assert torch.allclose(penalty[j], 0.5 * residual.square().sum(), rtol=1e-10)
-        assert projector.penalty(projector.project(W, j))[j] < 1e-20 * W.square().sum()
+        # zero up to the float64 cancellation in ||W||^2 - ||Q^T W||^2
+        assert projector.penalty(projector.project(W, j))[j] < 1e-14 * W.square().sum()
     assert torch.all(penalty > 0)
 
 
