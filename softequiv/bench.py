@@ -25,11 +25,13 @@ RESULTS_DIR = Path("benchmarks") / "results"
 
 @dataclass(frozen=True)
 class Method:
-    """A row of the table: a training method, and for emlp/rpp which candidate it uses."""
+    """A row of the table: a training method, for emlp/rpp which candidate it uses, and
+    training options of its own (``options``: (name, value) pairs over the protocol)."""
 
     label: str
     method: str
     group: int = 0
+    options: tuple[tuple[str, object], ...] = ()
 
 
 @dataclass
@@ -49,7 +51,10 @@ TASKS: dict[str, Task] = {
     "inertia": Task("inertia",
                     [{"axis": a, "eps": e} for e in (-1.0, 0.3) for a in ("x", "y", "z")],
                     [Method("MLP", "mlp"), Method("EMLP-O(3)", "emlp"), Method("RPP-O(3)", "rpp"),
-                     Method("Mixed-RPP", "mixed-rpp"), Method("PER", "per")], PER_PROTOCOL),
+                     Method("Mixed-RPP", "mixed-rpp"), Method("PER", "per"),
+                     Method("PER (published recipe)", "per",
+                            options=(("rule", "published"), ("penalty", "coupled")))],
+                    PER_PROTOCOL),
     "cossim": Task("cossim", [{"variant": v} for v in ("so3", "scale")],
                    [Method("MLP", "mlp"), Method("EMLP-union", "emlp"),
                     Method("RPP-union", "rpp"), Method("Mixed-RPP", "mixed-rpp"),
@@ -82,7 +87,7 @@ def _run_one(job: dict) -> dict:
     start = time.perf_counter()
     found = discover(dataset, config)
     report = found.report
-    row = {k: job[k] for k in ("label", "method", "group", "seed", "setting")}
+    row = {k: job[k] for k in ("label", "method", "group", "seed", "setting", "protocol")}
     row |= {"test_mse": report["test_mse"], "valid_mse": report["valid_mse"],
             "seconds": time.perf_counter() - start, "ranking": report["ranking"],
             "exact_reported": report["exact"], "truly_exact": dataset.exact,
@@ -217,7 +222,8 @@ def run_benchmark(task: str, *, seeds: int = 5, methods: list[str] | None = None
         raise InputError("--seeds must be at least 1")
     proto = spec.protocol | (protocol or {})
     jobs = [{"dataset": spec.dataset, "setting": setting, "label": m.label,
-             "method": m.method, "group": m.group, "seed": seed, "protocol": proto}
+             "method": m.method, "group": m.group, "seed": seed,
+             "protocol": proto | dict(m.options)}
             for seed in range(seeds) for setting in (settings or spec.settings) for m in chosen]
     path = out or RESULTS_DIR / f"{task}.json"
     path.parent.mkdir(parents=True, exist_ok=True)

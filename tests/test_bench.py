@@ -74,3 +74,14 @@ def test_a_tiny_grid_runs_end_to_end_without_touching_the_readme(tmp_path, monke
     assert per["truly_exact"] == ["SO(3)"] and len(per["ranking"]) == 2
     assert np.isfinite(per["test_mse"]) and saved["protocol"]["epochs"] == 4
     assert "old" in (tmp_path / "README.md").read_text()
+
+
+def test_a_row_with_its_own_options_trains_with_them(tmp_path):
+    tiny = {"epochs": 3, "t_adj": 1, "window": 1, "ch": 8, "layers": 1}
+    result = run_benchmark("inertia", seeds=1, methods=["PER (published recipe)"],
+                           settings=[{"axis": "z", "eps": -1.0}], workers=1, protocol=tiny,
+                           out=tmp_path / "inertia.json", readme=False)
+    (row,) = result["runs"]
+    assert row["label"] == "PER (published recipe)"
+    assert row["protocol"] == tiny | {"lambda_init": 100.0, "p": 2.0, "rule": "published",
+                                      "penalty": "coupled"}
