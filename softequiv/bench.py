@@ -47,14 +47,16 @@ class Task:
 PER_PROTOCOL = {"epochs": 400, "t_adj": 100, "window": 50, "lambda_init": 100.0, "p": 2.0,
                 "rule": "gradient"}
 
+PUBLISHED_RECIPE = Method("PER (published recipe)", "per",
+                          options=(("rule", "published"), ("penalty", "coupled")))
+"""PER as published: lambda_j R_j inside Adam's loss, strengths from the minima of R_j."""
+
 TASKS: dict[str, Task] = {
     "inertia": Task("inertia",
                     [{"axis": a, "eps": e} for e in (-1.0, 0.3) for a in ("x", "y", "z")],
                     [Method("MLP", "mlp"), Method("EMLP-O(3)", "emlp"), Method("RPP-O(3)", "rpp"),
                      Method("Mixed-RPP", "mixed-rpp"), Method("PER", "per"),
-                     Method("PER (published recipe)", "per",
-                            options=(("rule", "published"), ("penalty", "coupled")))],
-                    PER_PROTOCOL),
+                     PUBLISHED_RECIPE], PER_PROTOCOL),
     "cossim": Task("cossim", [{"variant": v} for v in ("so3", "scale")],
                    [Method("MLP", "mlp"), Method("EMLP-union", "emlp"),
                     Method("RPP-union", "rpp"), Method("Mixed-RPP", "mixed-rpp"),
@@ -66,8 +68,8 @@ TASKS: dict[str, Task] = {
                                       {"variant": "o3", "bodies": "all"}],
                        [Method("MLP", "mlp"), Method("EMLP-O(3)", "emlp"),
                         Method("EMLP-O2xy (oracle)", "emlp", 1), Method("RPP-O(3)", "rpp"),
-                        Method("Mixed-RPP", "mixed-rpp"), Method("PER", "per")],
-                       PER_PROTOCOL | {"p": 5.0}),
+                        Method("Mixed-RPP", "mixed-rpp"), Method("PER", "per"),
+                        PUBLISHED_RECIPE], PER_PROTOCOL | {"p": 5.0}),
 }
 
 
@@ -186,7 +188,7 @@ def _levels_line(entry: dict) -> str:
                           else f" (truth {g['true_error_mean']:.2g})")
                        + f", {entry['exact_reported'][g['name']]}/{entry['runs']} exact"
                        for g in entry["levels"])
-    return f"- {setting}: {groups}"
+    return f"- {setting}, {entry['method']}: {groups}"
 
 
 def update_readme(task: str, table: str, readme: Path = Path("README.md")) -> None:
@@ -205,8 +207,10 @@ def update_readme(task: str, table: str, readme: Path = Path("README.md")) -> No
 def run_benchmark(task: str, *, seeds: int = 5, methods: list[str] | None = None,
                   settings: list[dict] | None = None, workers: int | None = None,
                   protocol: dict | None = None, out: Path | None = None,
-                  readme: bool = True) -> dict:
-    """Run a task's grid and write its results file and (``readme``) the README table."""
+                  readme: bool = True, merge: bool = False) -> dict:
+    """Run a task's grid and write its results file and (``readme``) the README table.
+    With ``merge`` the rows of other methods already in the results file are kept, so one
+    method can be added to (or re-run in) an existing table."""
     if task not in TASKS:
         raise InputError(f"unknown benchmark task {task!r}; choose from {', '.join(TASKS)}")
     spec = TASKS[task]
@@ -228,12 +232,17 @@ def run_benchmark(task: str, *, seeds: int = 5, methods: list[str] | None = None
     path = out or RESULTS_DIR / f"{task}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
+    kept, kept_methods = [], []
+    if merge and path.exists():
+        previous = json.loads(path.read_text())
+        kept, kept_methods = _other_methods(previous, chosen)
+        start -= previous.get("wall_seconds", 0.0)  # wall time of the whole table
     runs: list[dict] = []
     with ProcessPoolExecutor(max_workers=workers or min(2, os.cpu_count() or 1)) as pool:
         futures = [pool.submit(_run_one, job) for job in jobs]
         for done, future in enumerate(as_completed(futures), 1):
             runs.append(future.result())
-            result = _result(task, proto, seeds, chosen, start, runs)
+            result = _result(task, proto, seeds, kept_methods + chosen, start, kept + runs)
             path.write_text(json.dumps(result, indent=2))
             row = runs[-1]
             print(f"[{done}/{len(jobs)}] {row['label']} {row['setting']} seed {row['seed']}: "
@@ -241,6 +250,16 @@ def run_benchmark(task: str, *, seeds: int = 5, methods: list[str] | None = None
     if readme:
         update_readme(task, markdown_table(task, result["summary"], proto))
     return result
+
+
+def _other_methods(previous: dict, chosen: list[Method]) -> tuple[list[dict], list[Method]]:
+    """The runs and methods of a results file that are not among ``chosen``."""
+    labels = {m.label for m in chosen}
+    runs = [r for r in previous["runs"] if r["label"] not in labels]
+    methods = [Method(m["label"], m["method"], m.get("group", 0),
+                      tuple(tuple(o) for o in m.get("options", ())))
+               for m in previous["methods"] if m["label"] not in labels]
+    return runs, methods
 
 
 def _result(task: str, protocol: dict, seeds: int, methods: list[Method], start: float,

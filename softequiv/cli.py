@@ -251,7 +251,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     protocol = {"epochs": args.epochs} if args.epochs else None
     result = run_benchmark(args.task, seeds=args.seeds, methods=args.methods,
-                           workers=args.workers, protocol=protocol)
+                           workers=args.workers, protocol=protocol, merge=args.merge)
     print(markdown_table(args.task, result["summary"], result["protocol"]))
     print(f"wall time {result['wall_seconds']:.0f} s; wrote benchmarks/results/{args.task}.json")
     return 0
@@ -266,6 +266,8 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--methods", nargs="+", help="labels or method names (default: all)")
     p.add_argument("--epochs", type=int, help="override the protocol's epochs")
     p.add_argument("--workers", type=int, help="parallel runs (default: 2)")
+    p.add_argument("--merge", action="store_true",
+                   help="keep the other methods' rows already in the results file")
     p.set_defaults(func=cmd_bench)
 
 

@@ -42,7 +42,7 @@ def test_markdown_table_and_readme_markers(tmp_path):
     table = markdown_table("inertia", summary, {"epochs": 10})
     assert table.splitlines()[0].startswith("| setting | method | test MSE")
     assert "axis=z, eps=0.3 | PER | 1 ± 0" in table and "100%" in table
-    assert "- axis=z, eps=0.3: O(3) 1 / 0.1, 0/1 exact; O2xy 1 / 0.1, 0/1 exact" in table
+    assert "- axis=z, eps=0.3, PER: O(3) 1 / 0.1, 0/1 exact; O2xy 1 / 0.1, 0/1 exact" in table
     readme = tmp_path / "README.md"
     readme.write_text("a\n<!-- bench:inertia -->\nold\n<!-- /bench:inertia -->\nb\n")
     update_readme("inertia", table, readme)
@@ -85,3 +85,17 @@ def test_a_row_with_its_own_options_trains_with_them(tmp_path):
     assert row["label"] == "PER (published recipe)"
     assert row["protocol"] == tiny | {"lambda_init": 100.0, "p": 2.0, "rule": "published",
                                       "penalty": "coupled"}
+
+
+def test_merge_keeps_the_other_methods_rows(tmp_path):
+    tiny = {"epochs": 3, "t_adj": 1, "window": 1, "ch": 8, "layers": 1}
+    out = tmp_path / "cossim.json"
+    common = dict(seeds=1, settings=[{"variant": "so3"}], workers=1, protocol=tiny, out=out,
+                  readme=False)
+    first = run_benchmark("cossim", methods=["MLP", "PER"], **common)
+    merged = run_benchmark("cossim", methods=["PER"], merge=True, **common)
+    assert sorted(r["label"] for r in merged["runs"]) == ["MLP", "PER"]
+    mlp = [r for r in merged["runs"] if r["label"] == "MLP"]
+    assert mlp == [r for r in first["runs"] if r["label"] == "MLP"]
+    assert [m["label"] for m in merged["methods"]] == ["MLP", "PER"]
+    assert merged["wall_seconds"] > first["wall_seconds"]
