@@ -69,6 +69,7 @@ TASKS: dict[str, Task] = {
                        [Method("MLP", "mlp"), Method("EMLP-O(3)", "emlp"),
                         Method("EMLP-O2xy (oracle)", "emlp", 1), Method("RPP-O(3)", "rpp"),
                         Method("Mixed-RPP", "mixed-rpp"), Method("PER", "per"),
+                        Method("PER (minima rule)", "per", options=(("rule", "published"),)),
                         PUBLISHED_RECIPE], PER_PROTOCOL | {"p": 5.0}),
 }
 
