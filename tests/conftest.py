@@ -8,7 +8,7 @@ def _seed():
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _one_thread():
+def one_thread():
     # Small matrices: one thread is as fast alone and several times faster on a busy machine.
     before = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from softequiv.cli import main
 from softequiv.data.base import TEST, VALID
@@ -28,15 +27,6 @@ MSE_REL = 1e-9  # reloaded model vs the report's MSE: same float32 computation
 # A small lambda_init lets the data show which constraint it resists within 30 epochs.
 FAST = ["--epochs", "30", "--ch", "32", "--layers", "2", "--lr", "0.01", "--lambda-init", "1"]
 MARGIN = 0.5  # model error of the exact plane < MARGIN * the smallest of the other planes
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Tiny matrices: one thread is as fast alone and much faster on a shared, busy machine.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def discover_cli(out: Path, *args: str) -> int:

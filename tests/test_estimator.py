@@ -7,26 +7,17 @@ import json
 
 import numpy as np
 import pytest
+from helpers import fails
 
 import softequiv
 from softequiv import SymmetryRegressor
 from softequiv.data.synthetic import inertia
-from softequiv.errors import InputError
 from softequiv.report import REPORT_KEYS
 
 REP_IN, REP_OUT, GROUPS = "5*Scalar + 5*Vector", "T(2)", "O(3), O2xy, O2yz, O2xz"
 TINY = dict(epochs=5, ch=32, batch_size=64)
 
 
-def fails(fn, *words: str, kind: type[Exception] = InputError) -> str:
-    """``fn`` must raise ``kind`` with a one-line message holding ``words``."""
-    with pytest.raises(kind) as info:
-        fn()
-    message = str(info.value)
-    assert "\n" not in message, message
-    for word in words:
-        assert word in message, f"{word!r} not in {message!r}"
-    return message
 
 
 @pytest.fixture(scope="module")

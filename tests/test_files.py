@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import fails
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -25,15 +26,6 @@ pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
 
 
-def fails(fn, *words: str) -> str:
-    """Run ``fn``; it must raise InputError with a one-line message holding ``words``."""
-    with pytest.raises(InputError) as info:
-        fn()
-    message = str(info.value)
-    assert "\n" not in message, message
-    for word in words:
-        assert word in message, f"{word!r} not in {message!r}"
-    return message
 
 
 def write_text(path: Path, text: str) -> Path:

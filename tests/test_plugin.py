@@ -4,25 +4,17 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import fails
 from torch import nn
 
 import softequiv
 from softequiv import regularize
-from softequiv.errors import InputError
 from softequiv.plugin import EquivarianceRegularizer
 
 REPS = {"0": ("5*Scalar+5*Vector", "32*Scalar"), "2": ("32*Scalar", "T(2)")}
 GROUPS = "O(3), O2xy"
 
 
-def fails(fn, *words: str) -> str:
-    with pytest.raises(InputError) as info:
-        fn()
-    message = str(info.value)
-    assert "\n" not in message, message
-    for word in words:
-        assert word in message, f"{word!r} not in {message!r}"
-    return message
 
 
 def make_model() -> nn.Sequential:
