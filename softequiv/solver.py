@@ -211,24 +211,17 @@ class Projector(nn.Module):
         self.d = dims.pop()
         self.rep_in, self.rep_out, self.n_groups = rep_in, rep_out, len(groups)
         self.shape = (rep_out.size(self.d), rep_in.size(self.d))
-        self._pairs: list[tuple[str, slice | str, slice | str, int, int, int, int,
+        self._pairs: list[tuple[str, np.ndarray, np.ndarray, int, int, int, int,
                                 tuple[int, ...]]] = []
         out_idx, in_idx = rep_out.type_indices(self.d), rep_in.type_indices(self.d)
         for a_i, (a, rows) in enumerate(out_idx.items()):
-            row_sel = self._index_buffer(f"rows{a_i}", rows)
             for b_i, (b, cols) in enumerate(in_idx.items()):
-                col_sel = self._index_buffer(f"cols{b_i}", cols)
                 bases = [type_basis(a, b, g, tol) for g in groups]
-                ks = tuple(q.shape[1] for q in bases)
                 name = f"basis_{a_i}_{b_i}"
                 self.register_buffer(name, torch.from_numpy(np.concatenate(bases, axis=1)))
-                segments = np.zeros((sum(ks), len(groups)))
-                segments[np.arange(sum(ks)), np.repeat(np.arange(len(groups)), ks)] = 1.0
-                self.register_buffer(f"segments_{a_i}_{b_i}", torch.from_numpy(segments),
-                                     persistent=False)
                 da, db = a.dim(self.d), b.dim(self.d)
-                self._pairs.append((name, row_sel, col_sel, len(rows) // da, da,
-                                    len(cols) // db, db, ks))
+                self._pairs.append((name, rows.numpy(), cols.numpy(), len(rows) // da, da,
+                                    len(cols) // db, db, tuple(q.shape[1] for q in bases)))
 
     def _apply(self, fn, recurse: bool = True):  # noqa: ANN001 - nn.Module's signature
         """Bases follow device moves but stay float64 under ``.float()``/``.half()``: the
@@ -243,23 +236,6 @@ class Projector(nn.Module):
         """Loaded bases replace the current ones, so the sparse forms built from them go."""
         self.__dict__.pop("_sparse_cache", None)
         super()._load_from_state_dict(*args, **kwargs)
-
-    def _index_buffer(self, name: str, idx: torch.Tensor) -> slice | str:
-        sel = as_selector(idx)
-        if isinstance(sel, slice):
-            return sel
-        if not hasattr(self, name):
-            self.register_buffer(name, idx, persistent=False)
-        return name
-
-    def _select(self, W: torch.Tensor, rows: slice | str, cols: slice | str) -> torch.Tensor:
-        W = W[rows] if isinstance(rows, slice) else W.index_select(0, getattr(self, rows))
-        return W[:, cols] if isinstance(cols, slice) else W.index_select(1, getattr(self, cols))
-
-    def _blocks(self, W: torch.Tensor, pair: tuple) -> torch.Tensor:
-        _, rows, cols, na, da, nb, db, _ = pair
-        block = self._select(W, rows, cols)
-        return block.reshape(na, da, nb, db).transpose(1, 2).reshape(na * nb, da * db)
 
     def _check(self, W: torch.Tensor) -> None:
         if tuple(W.shape) != self.shape:
@@ -343,13 +319,11 @@ class Projector(nn.Module):
         rows, cols, vals, groups = [], [], [], []
         offset = 0
         for pair in self._pairs:
-            name, row_sel, col_sel, na, da, nb, db, ks = pair
+            name, row_pos, col_pos, na, da, nb, db, ks = pair
             if sum(ks) == 0:
                 continue
             q = getattr(self, name).cpu().numpy()
             k_total = q.shape[1]
-            row_pos = self._positions(row_sel, na * da, torch.device("cpu")).cpu().numpy()
-            col_pos = self._positions(col_sel, nb * db, torch.device("cpu")).cpu().numpy()
             flat = (row_pos.reshape(na, 1, da, 1) * n_in + col_pos.reshape(1, nb, 1, db))
             flat = flat.reshape(na * nb, da * db)
             entry, k = np.nonzero(q)
@@ -363,11 +337,6 @@ class Projector(nn.Module):
             return (np.zeros((2, 0), dtype=np.int64), np.zeros(0), np.zeros(0, dtype=np.int64))
         return (np.stack([np.concatenate(rows), np.concatenate(cols)]), np.concatenate(vals),
                 np.concatenate(groups))
-
-    def _positions(self, sel: slice | str, n: int, device: torch.device) -> torch.Tensor:
-        if isinstance(sel, slice):
-            return torch.arange(sel.start, sel.stop, device=device)
-        return getattr(self, sel)
 
     def dims(self) -> list[int]:
         """Dimension of the equivariant subspace for every group."""

@@ -135,9 +135,7 @@ class EquivariantBilinear(nn.Module):
     def _split(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The columns of every type of x, as one op (cheaper backward than many slices)."""
         if self._contiguous:
-            order = sorted(range(len(self._select)), key=lambda t_i: self._select[t_i].start)
-            chunks = x.split([self._widths[t_i] for t_i in order], dim=1)
-            return [chunks[order.index(t_i)] for t_i in range(len(self._select))]
+            return list(x.split(self._widths, dim=1))
         return [x[:, sel] if isinstance(sel, slice) else x.index_select(1, getattr(self, sel))
                 for sel in self._select]
 
@@ -183,9 +181,8 @@ class EquivariantBilinear(nn.Module):
                 out = self._mix_copies_first(src, xb, param, n_sel, da)
             pieces[a_i] = out if a_i not in pieces else pieces[a_i] + out
         if self._contiguous:
-            order = sorted(range(len(self._select)), key=lambda t_i: self._select[t_i].start)
-            result = torch.cat([pieces[t_i] if t_i in pieces else x.new_zeros(n, self._widths[t_i])
-                                for t_i in order], dim=1)
+            result = torch.cat([pieces[t_i] if t_i in pieces else x.new_zeros(n, width)
+                                for t_i, width in enumerate(self._widths)], dim=1)
         else:
             result = x.new_zeros(n, self.size)
             for a_i, value in pieces.items():
