@@ -25,12 +25,13 @@ RESULTS_DIR = Path("benchmarks") / "results"
 
 @dataclass(frozen=True)
 class Method:
-    """A row of the table: a training method, for emlp/rpp which candidate it uses, and
-    training options of its own (``options``: (name, value) pairs over the protocol)."""
+    """A row of the table: a training method, for emlp/rpp which candidate it uses (an
+    index, or a name: settings without that candidate then skip the row), and training
+    options of its own (``options``: (name, value) pairs over the protocol)."""
 
     label: str
     method: str
-    group: int = 0
+    group: int | str = 0
     options: tuple[tuple[str, object], ...] = ()
 
 
@@ -67,15 +68,17 @@ TASKS: dict[str, Task] = {
     "mujoco-ant": Task("mujoco-ant", [{"variant": "o3", "bodies": "torso"},
                                       {"variant": "o3", "bodies": "all"}],
                        [Method("MLP", "mlp"), Method("EMLP-O(3)", "emlp"),
-                        Method("EMLP-O2xy (oracle)", "emlp", 1), Method("RPP-O(3)", "rpp"),
+                        Method("EMLP-O2xy (oracle)", "emlp", 1),
+                        Method("EMLP-SO2xy (oracle)", "emlp", "SO2xy"), Method("RPP-O(3)", "rpp"),
                         Method("Mixed-RPP", "mixed-rpp"), Method("PER", "per"),
                         Method("PER (minima rule)", "per", options=(("rule", "published"),)),
                         PUBLISHED_RECIPE], PER_PROTOCOL | {"p": 5.0}),
 }
 
 
-def _run_one(job: dict) -> dict:
-    """One training run (in a worker process: one torch thread each)."""
+def _run_one(job: dict) -> dict | None:
+    """One training run (in a worker process: one torch thread each); None when the row's
+    group is not a candidate of this setting."""
     import torch
 
     from softequiv.data.registry import load_builtin_dataset
@@ -85,7 +88,12 @@ def _run_one(job: dict) -> dict:
 
     torch.set_num_threads(1)
     dataset = load_builtin_dataset(job["dataset"], seed=job["seed"], **job["setting"])
-    config = TrainConfig(method=job["method"], group=job["group"], seed=job["seed"],
+    group = job["group"]
+    if isinstance(group, str):
+        if group not in dataset.groups:
+            return None
+        group = dataset.groups.index(group)
+    config = TrainConfig(method=job["method"], group=group, seed=job["seed"],
                          progress=False, **job["protocol"])
     start = time.perf_counter()
     found = discover(dataset, config)
@@ -160,13 +168,14 @@ def summarize(runs: list[dict]) -> list[dict]:
 def markdown_table(task: str, summary: list[dict], protocol: dict) -> str:
     """The README table of a task."""
     motion = any("ade_mean" in s for s in summary)
-    head = "| setting | method | test MSE | " + ("ADE (m) | FDE (m) | " if motion else "") + \
-        "s / run | top-ranked = exact |"
+    head = ("| setting | method | runs | test MSE | " + ("ADE (m) | FDE (m) | " if motion else "")
+            + "s / run | top-ranked = exact |")
     lines = [head, "|" + "|".join(["---"] * (head.count("|") - 1)) + "|"]
     for s in summary:
         setting = ", ".join(f"{k}={v}" for k, v in s["setting"].items())
         acc = "-" if s["discovery_accuracy"] is None else f"{100 * s['discovery_accuracy']:.0f}%"
-        cells = [setting, s["method"], f"{s['test_mse_mean']:.3g} ± {s['test_mse_std']:.2g}"]
+        cells = [setting, s["method"], str(s["runs"]),
+                 f"{s['test_mse_mean']:.3g} ± {s['test_mse_std']:.2g}"]
         if motion:
             cells += [f"{s['ade_mean']:.4f} ± {s['ade_std']:.1g}",
                       f"{s['fde_mean']:.4f} ± {s['fde_std']:.1g}"]
@@ -174,7 +183,7 @@ def markdown_table(task: str, summary: list[dict], protocol: dict) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     proto = ", ".join(f"{k}={v}" for k, v in protocol.items())
     levels = [_levels_line(s) for s in summary if s.get("levels")]
-    text = "\n".join(lines) + f"\n\nProtocol: {proto}; {summary[0]['runs']} seeds per row."
+    text = "\n".join(lines) + f"\n\nProtocol: {proto}; one run per seed."
     if levels:
         text += ("\n\nLevels PER discovered (mean final lambda / mean model equivariance "
                  "error (the ground truth's error), runs that reported the group exact):\n\n"
@@ -208,10 +217,11 @@ def update_readme(task: str, table: str, readme: Path = Path("README.md")) -> No
 def run_benchmark(task: str, *, seeds: int = 5, methods: list[str] | None = None,
                   settings: list[dict] | None = None, workers: int | None = None,
                   protocol: dict | None = None, out: Path | None = None,
-                  readme: bool = True, merge: bool = False) -> dict:
-    """Run a task's grid and write its results file and (``readme``) the README table.
-    With ``merge`` the rows of other methods already in the results file are kept, so one
-    method can be added to (or re-run in) an existing table."""
+                  readme: bool = True, merge: bool = False, first_seed: int = 0) -> dict:
+    """Run a task's grid (seeds ``first_seed`` .. ``first_seed + seeds - 1``) and write its
+    results file and (``readme``) the README table. With ``merge`` the runs already in the
+    results file that this grid does not redo (other methods, settings or seeds) are
+    kept, so a method, a setting or more seeds can be added to an existing table."""
     if task not in TASKS:
         raise InputError(f"unknown benchmark task {task!r}; choose from {', '.join(TASKS)}")
     spec = TASKS[task]
@@ -225,27 +235,34 @@ def run_benchmark(task: str, *, seeds: int = 5, methods: list[str] | None = None
         chosen = [m for m in spec.methods if m.label in methods or m.method in methods]
     if seeds < 1:
         raise InputError("--seeds must be at least 1")
+    if first_seed < 0:
+        raise InputError("--first-seed must be at least 0")
     proto = spec.protocol | (protocol or {})
     jobs = [{"dataset": spec.dataset, "setting": setting, "label": m.label,
              "method": m.method, "group": m.group, "seed": seed,
              "protocol": proto | dict(m.options)}
-            for seed in range(seeds) for setting in (settings or spec.settings) for m in chosen]
+            for seed in range(first_seed, first_seed + seeds)
+            for setting in (settings or spec.settings) for m in chosen]
     path = out or RESULTS_DIR / f"{task}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     kept, kept_methods = [], []
     if merge and path.exists():
         previous = json.loads(path.read_text())
-        kept, kept_methods = _other_methods(previous, chosen)
+        kept, kept_methods = _runs_not_redone(previous, jobs, chosen)
         start -= previous.get("wall_seconds", 0.0)  # wall time of the whole table
     runs: list[dict] = []
+    methods_in_table = _in_task_order(spec, kept_methods + chosen)
+    result = _result(task, proto, seeds, methods_in_table, start, kept)
     with ProcessPoolExecutor(max_workers=workers or min(2, os.cpu_count() or 1)) as pool:
         futures = [pool.submit(_run_one, job) for job in jobs]
         for done, future in enumerate(as_completed(futures), 1):
-            runs.append(future.result())
-            result = _result(task, proto, seeds, kept_methods + chosen, start, kept + runs)
+            row = future.result()
+            if row is None:
+                continue
+            runs.append(row)
+            result = _result(task, proto, seeds, methods_in_table, start, kept + runs)
             path.write_text(json.dumps(result, indent=2))
-            row = runs[-1]
             print(f"[{done}/{len(jobs)}] {row['label']} {row['setting']} seed {row['seed']}: "
                   f"test MSE {row['test_mse']:.4g} ({row['seconds']:.0f} s)", flush=True)
     if readme:
@@ -253,14 +270,26 @@ def run_benchmark(task: str, *, seeds: int = 5, methods: list[str] | None = None
     return result
 
 
-def _other_methods(previous: dict, chosen: list[Method]) -> tuple[list[dict], list[Method]]:
-    """The runs and methods of a results file that are not among ``chosen``."""
+def _run_key(row: dict) -> tuple[str, str, int]:
+    return row["label"], json.dumps(row["setting"], sort_keys=True), row["seed"]
+
+
+def _runs_not_redone(previous: dict, jobs: list[dict],
+                     chosen: list[Method]) -> tuple[list[dict], list[Method]]:
+    """The runs of a results file that ``jobs`` do not redo, and its methods not in
+    ``chosen``."""
+    redone = {_run_key(job) for job in jobs}
+    runs = [r for r in previous["runs"] if _run_key(r) not in redone]
     labels = {m.label for m in chosen}
-    runs = [r for r in previous["runs"] if r["label"] not in labels]
     methods = [Method(m["label"], m["method"], m.get("group", 0),
                       tuple(tuple(o) for o in m.get("options", ())))
                for m in previous["methods"] if m["label"] not in labels]
     return runs, methods
+
+
+def _in_task_order(spec: Task, methods: list[Method]) -> list[Method]:
+    order = {m.label: i for i, m in enumerate(spec.methods)}
+    return sorted(methods, key=lambda m: order.get(m.label, len(order)))
 
 
 def _result(task: str, protocol: dict, seeds: int, methods: list[Method], start: float,

@@ -251,10 +251,39 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     protocol = {"epochs": args.epochs} if args.epochs else None
     result = run_benchmark(args.task, seeds=args.seeds, methods=args.methods,
-                           workers=args.workers, protocol=protocol, merge=args.merge)
+                           settings=_chosen_settings(args.task, args.only),
+                           workers=args.workers, protocol=protocol, merge=args.merge,
+                           first_seed=args.first_seed)
     print(markdown_table(args.task, result["summary"], result["protocol"]))
     print(f"wall time {result['wall_seconds']:.0f} s; wrote benchmarks/results/{args.task}.json")
     return 0
+
+
+def _same_value(setting_value: object, given: str) -> bool:
+    if isinstance(setting_value, int | float):
+        try:
+            return float(given) == float(setting_value)
+        except ValueError:
+            return False
+    return str(setting_value) == given
+
+
+def _chosen_settings(task: str, only: list[str] | None) -> list[dict] | None:
+    """The task's settings matching every KEY=VALUE of ``only`` (None: all of them)."""
+    from softequiv.bench import TASKS
+
+    if not only:
+        return None
+    settings = TASKS[task].settings
+    for item in only:
+        key, sep, value = item.partition("=")
+        if not sep or key not in settings[0]:
+            raise InputError(f"--only takes KEY=VALUE with KEY one of "
+                             f"{', '.join(settings[0])}; got {item!r}")
+        settings = [s for s in settings if _same_value(s[key], value)]
+    if not settings:
+        raise InputError(f"--only {' '.join(only)} matches no setting of {task}")
+    return settings
 
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
@@ -267,7 +296,12 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, help="override the protocol's epochs")
     p.add_argument("--workers", type=int, help="parallel runs (default: 2)")
     p.add_argument("--merge", action="store_true",
-                   help="keep the other methods' rows already in the results file")
+                   help="keep the runs already in the results file that this call does "
+                        "not redo (other methods, settings or seeds)")
+    p.add_argument("--first-seed", type=int, default=0,
+                   help="seeds run from here (with --merge: add seeds to a table)")
+    p.add_argument("--only", nargs="+", metavar="KEY=VALUE",
+                   help="run only the settings matching, e.g. bodies=all")
     p.set_defaults(func=cmd_bench)
 
 

@@ -68,6 +68,30 @@ class Group:
         disc_ok = all(np.allclose(h @ h.T, np.eye(self.d), atol=1e-12) for h in self.discrete)
         return lie_ok and disc_ok
 
+    @cached_property
+    def is_conformal(self) -> bool:
+        """True when every element is a positive multiple of an orthogonal matrix (rotations,
+        reflections and scalings), so tensor norms are invariant up to a common power of s."""
+        eye = np.eye(self.d)
+        lie_ok = all(np.allclose(a + a.T, (np.trace(a) * 2 / self.d) * eye, atol=1e-12)
+                     for a in self.lie)
+        disc_ok = all(np.allclose(h @ h.T, (np.trace(h @ h.T) / self.d) * eye, atol=1e-12)
+                      for h in self.discrete)
+        return lie_ok and disc_ok
+
+    @cached_property
+    def is_rigid_affine(self) -> bool:
+        """True when the group acts on homogeneous coordinates (x, 1) by rigid motions:
+        every element is [[R, t], [0, 1]] with R orthogonal (SE(n), Rot(n), Trans(n))."""
+        n = self.d - 1
+        last = np.eye(self.d)[-1]
+        lie_ok = all(np.allclose(a[-1], 0, atol=1e-12)
+                     and np.allclose(a[:n, :n], -a[:n, :n].T, atol=1e-12) for a in self.lie)
+        disc_ok = all(np.allclose(h[-1], last, atol=1e-12)
+                      and np.allclose(h[:n, :n] @ h[:n, :n].T, np.eye(n), atol=1e-12)
+                      for h in self.discrete)
+        return n >= 1 and lie_ok and disc_ok
+
     def __repr__(self) -> str:
         return self.name
 
@@ -397,3 +421,8 @@ def O2yz() -> Embed:
 def O2xz() -> Embed:
     """O(2) on the x-z plane of R^3."""
     return plane_o2((0, 2), "O2xz")
+
+
+def SO2xy() -> Embed:
+    """Rotations about z of R^3 (SO(2) on the x-y plane, no reflections)."""
+    return Embed(SO(2), 3, [0, 1], name="SO2xy")

@@ -10,7 +10,7 @@ Group grammar::
 Group names: O(n), SO(n), Scaling(n), SE(n), Rot(n), Trans(n), Sp(m), S(n), Z(n), SL(n),
 GL(n), Trivial(n), Trans(n, [axes]), Lorentz (also O(1,3)), SO+(1,3) (also SO13p),
 Embed(G, d, [axes]),
-Union(G, H, ...), O2xy, O2yz, O2xz.
+Union(G, H, ...), O2xy, O2yz, O2xz, SO2xy.
 
 Rep grammar::
 
@@ -110,7 +110,8 @@ _SIZED: dict[str, Callable[[int], G.Group]] = {
     "Sp": G.Sp, "S": G.S, "Z": G.Z, "SL": G.SL, "GL": G.GL, "Trivial": G.Trivial,
 }
 _PLAIN: dict[str, Callable[[], G.Group]] = {
-    "O2xy": G.O2xy, "O2yz": G.O2yz, "O2xz": G.O2xz, "Lorentz": G.Lorentz, "SO13p": G.SO13p,
+    "O2xy": G.O2xy, "O2yz": G.O2yz, "O2xz": G.O2xz, "SO2xy": G.SO2xy, "Lorentz": G.Lorentz,
+    "SO13p": G.SO13p,
 }
 GROUP_NAMES = sorted([*_SIZED, *_PLAIN, "Embed", "Union", "SO+"])
 

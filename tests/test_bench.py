@@ -40,8 +40,8 @@ def test_accuracy_is_undefined_without_a_single_exact_candidate():
 def test_markdown_table_and_readme_markers(tmp_path):
     summary = summarize([run("PER", 0, 1.0, ["O2xy", "O2yz", "O2xz"])])
     table = markdown_table("inertia", summary, {"epochs": 10})
-    assert table.splitlines()[0].startswith("| setting | method | test MSE")
-    assert "axis=z, eps=0.3 | PER | 1 ± 0" in table and "100%" in table
+    assert table.splitlines()[0].startswith("| setting | method | runs | test MSE")
+    assert "axis=z, eps=0.3 | PER | 1 | 1 ± 0" in table and "100%" in table
     assert "- axis=z, eps=0.3, PER: O(3) 1 / 0.1, 0/1 exact; O2xy 1 / 0.1, 0/1 exact" in table
     readme = tmp_path / "README.md"
     readme.write_text("a\n<!-- bench:inertia -->\nold\n<!-- /bench:inertia -->\nb\n")
@@ -99,3 +99,43 @@ def test_merge_keeps_the_other_methods_rows(tmp_path):
     assert mlp == [r for r in first["runs"] if r["label"] == "MLP"]
     assert [m["label"] for m in merged["methods"]] == ["MLP", "PER"]
     assert merged["wall_seconds"] > first["wall_seconds"]
+
+
+def test_merge_adds_seeds_and_settings_without_redoing_the_rest(tmp_path):
+    tiny = {"epochs": 3, "t_adj": 1, "window": 1, "ch": 8, "layers": 1}
+    out = tmp_path / "cossim.json"
+    common = dict(methods=["MLP"], workers=1, protocol=tiny, out=out, readme=False)
+    first = run_benchmark("cossim", seeds=1, settings=[{"variant": "so3"}], **common)
+    more = run_benchmark("cossim", seeds=1, first_seed=1, settings=[{"variant": "scale"}],
+                         merge=True, **common)
+    keys = sorted((r["setting"]["variant"], r["seed"]) for r in more["runs"])
+    assert keys == [("scale", 1), ("so3", 0)]
+    assert [r for r in more["runs"] if r["seed"] == 0] == first["runs"]
+    with pytest.raises(InputError, match="first-seed"):
+        run_benchmark("cossim", seeds=1, first_seed=-1, **common)
+
+
+def test_a_row_for_a_named_group_skips_settings_without_it(tmp_path, monkeypatch):
+    from softequiv import bench
+
+    tiny = {"epochs": 2, "t_adj": 1, "window": 1, "ch": 8, "layers": 1}
+    task = bench.TASKS["cossim"]
+    rows = [bench.Method("EMLP-Scaling", "emlp", "Scaling(3)"),
+            bench.Method("EMLP-absent", "emlp", "O2xy")]
+    monkeypatch.setitem(bench.TASKS, "cossim", bench.Task(task.dataset, task.settings, rows,
+                                                          task.protocol))
+    result = run_benchmark("cossim", seeds=1, settings=[{"variant": "scale"}], workers=1,
+                           protocol=tiny, out=tmp_path / "c.json", readme=False)
+    assert [(r["label"], r["group"]) for r in result["runs"]] == [("EMLP-Scaling", "Scaling(3)")]
+
+
+def test_bench_only_picks_settings_and_rejects_unknown_keys():
+    from softequiv.cli import _chosen_settings
+
+    assert _chosen_settings("inertia", ["axis=z", "eps=-1"]) == [{"axis": "z", "eps": -1.0}]
+    assert _chosen_settings("mujoco-ant", ["bodies=all"]) == [{"variant": "o3", "bodies": "all"}]
+    assert _chosen_settings("inertia", None) is None
+    with pytest.raises(InputError, match="KEY=VALUE"):
+        _chosen_settings("inertia", ["colour=red"])
+    with pytest.raises(InputError, match="matches no setting"):
+        _chosen_settings("inertia", ["axis=w"])

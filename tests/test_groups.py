@@ -74,6 +74,23 @@ def test_orthogonality_flag():
     assert not G.Lorentz().is_orthogonal
 
 
+def test_conformal_flag():
+    """Rotations, reflections and scalings keep angles; affine, special linear and Lorentz
+    groups do not."""
+    assert G.O(3).is_conformal and G.Scaling(3).is_conformal
+    assert G.Union(G.SO(3), G.Scaling(3)).is_conformal
+    assert not G.SE(3).is_conformal and not G.SL(3).is_conformal
+    assert not G.Lorentz().is_conformal
+
+
+def test_rigid_affine_flag():
+    """Rigid motions on homogeneous coordinates: [[R, t], [0, 1]] with R orthogonal."""
+    assert G.SE(3).is_rigid_affine and G.Rot(3).is_rigid_affine and G.Trans(3).is_rigid_affine
+    assert G.Trans(3, [0, 1]).is_rigid_affine
+    assert not G.SO(3).is_rigid_affine and not G.Scaling(3).is_rigid_affine
+    assert not G.GL(3).is_rigid_affine
+
+
 def test_product_is_block_diagonal():
     g = (G.SO(3) * G.S(4)).sample(5).numpy()
     assert np.allclose(g[:, :3, 3:], 0) and np.allclose(g[:, 3:, :3], 0)

@@ -10,7 +10,14 @@ import torch
 
 from softequiv import groups as G
 from softequiv.nn import EMLP, MLP, RPP, Augmented, FrameAveraging, MixedRPP, SoftEMLP
-from softequiv.nn.layers import EquivariantBilinear, GatedNonlinearity, SoftLinear, gated
+from softequiv.nn.layers import (
+    AffineDistances,
+    EquivariantBilinear,
+    GatedNonlinearity,
+    NormRatios,
+    SoftLinear,
+    gated,
+)
 from softequiv.regularizers import projection_penalties
 from softequiv.reps import Rep, TensorType, uniform_rep
 from softequiv.spec import parse_groups, parse_rep
@@ -354,6 +361,91 @@ def test_equivariant_block_alone_is_equivariant_under_ambient_group():
     x = torch.randn(16, rep, generator=gen(7), dtype=torch.float64)
     hidden = uniform_rep(CH, G.O(3))
     assert rel_error(block, x, G.O(3), hidden, hidden, n_g=2) < TOL[torch.float64]
+
+
+def test_invariant_scalars_where_polynomial_layers_reach_no_invariant():
+    assert all(isinstance(b.invariants, NormRatios) for b in soft_model("cossim").blocks)
+    assert all(isinstance(b.invariants, AffineDistances) for b in soft_model("se3").blocks)
+    assert all(b.invariants is None for b in soft_model("inertia").blocks)
+
+
+def test_affine_distances_are_se3_invariant_and_are_distances_for_points():
+    """Invariance under random SE(3) elements (float64, tolerance 1e-10); for copies
+    that are points (h = 1) the features are log(1 + squared distance)."""
+    ambient = G.SE(3)
+    rep = gated(uniform_rep(64, ambient))
+    layer = AffineDistances(rep, ambient).double()
+    x = torch.randn(32, rep.size(4), generator=gen(6), dtype=torch.float64)
+    g = sample(ambient, 32, 7)
+    moved = (rep.rho(g) @ x[..., None])[..., 0]
+    with torch.no_grad():
+        torch.testing.assert_close(layer.features(moved), layer.features(x), rtol=1e-10,
+                                   atol=1e-10)
+    name, copies, dim = layer._points[0]
+    points = x.clone()
+    idx = getattr(layer, name).reshape(copies, dim)
+    points[:, idx[:, -1]] = 1.0
+    p = points[:, idx[:, :-1]]
+    expected = torch.log1p((p[:, 0] - p[:, 1]).square().sum(-1))
+    with torch.no_grad():
+        torch.testing.assert_close(layer.features(points)[:, 0], expected)
+
+
+def test_norm_ratio_features_are_invariant_and_vanish_with_their_type():
+    """Invariance of the added scalars under rotations times scalings (float64, random
+    elements and inputs, tolerance 1e-10); a type of weight <= 0 shrunk by 1e-6 adds under
+    1e-9 (positive-weight types set the reference scale, so they are only ever O(1))."""
+    ambient = G.Union(G.SO(3), G.Scaling(3))
+    rep = gated(uniform_rep(CH, ambient))
+    layer = NormRatios(rep, ambient).double()
+    with torch.no_grad():
+        layer.mix.normal_(generator=gen(3))
+    x = torch.randn(32, rep.size(3), generator=gen(4), dtype=torch.float64)
+    g = sample(ambient, 32, 5)
+    moved = (rep.rho(g) @ x[..., None])[..., 0]
+    scalars = layer.scalars
+    with torch.no_grad():
+        out, out_moved = layer(x)[:, :scalars], layer(moved)[:, :scalars]
+    torch.testing.assert_close(out_moved, out, rtol=1e-10, atol=1e-10)
+    assert float((out - x[:, :scalars]).std()) > 1e-2
+    types = [t for t in rep.type_indices(3) if t.rank > 0 and sum(t.factors) <= 0]
+    assert types
+    for t in types:
+        shrunk = x.clone()
+        shrunk[:, rep.type_indices(3)[t]] *= 1e-6
+        own = _type_features(layer, shrunk, t, rep)
+        assert float(own.abs().max()) < 1e-9, (str(t), float(own.abs().max()))
+
+
+def _type_features(layer: NormRatios, x: torch.Tensor, t: TensorType, rep: Rep) -> torch.Tensor:
+    """The features of type ``t`` alone: the output with only t's rows of the mix kept."""
+    keep = torch.zeros_like(layer.mix)
+    offset = 0
+    for tt, idx in rep.type_indices(3).items():
+        if tt.rank == 0:
+            continue
+        copies = len(idx) // tt.dim(3)
+        width = copies * (copies + 1) // 2
+        if tt == t:
+            keep[offset:offset + width] = layer.mix[offset:offset + width]
+        offset += width
+    probe = copy.deepcopy(layer)
+    with torch.no_grad():
+        probe.mix.copy_(keep)
+        return probe(x)[:, :layer.scalars] - x[:, :layer.scalars]
+
+
+def test_scale_snapped_network_is_invariant_and_not_constant():
+    """Projected onto Scaling(3), the cossim network is scale-invariant (float64, 1e-10)
+    yet its output varies with the input: tensor-rep layers alone could only give a
+    constant here. (ch 64: the ratios need two copies of a type, and ch 32 has one Vector.)"""
+    rin, rout, groups = family("cossim")
+    torch.manual_seed(0)
+    model = project_(SoftEMLP(rin, rout, groups, ch=64, layers=LAYERS).double(), 2)
+    x = random_inputs("cossim", 64, 2)
+    assert rel_error(model, x, groups[2], rin, rout, n_g=2, k=5) < TOL[torch.float64]
+    with torch.no_grad():
+        assert float(model(x).std()) > 1e-3
 
 
 # --------------------------------------------------------------------------- wrappers

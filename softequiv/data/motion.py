@@ -28,10 +28,10 @@ Mirrors with ``bodies="all"``: the Ant's mirror symmetry swaps left and right le
 mirrored trajectory is a trajectory only after relabelling the leg bodies. A plain
 ``n*Vector`` rep moves every body vector in place and cannot relabel, so under the
 rep the dataset states, reflections are *not* a symmetry (the simulator measurement
-below, made without relabelling, gives an O2xy error of order 0.1). Hence for
-``bodies="all"``, variant ``"o3"`` has ``exact = []``; rotations about z remain exact
-(variant ``"se3"`` has them as a candidate). With the torso alone nothing needs relabelling
-and O2xy is exact.
+below, made without relabelling, gives an O2xy error of order 0.1). Rotations about z
+remain exact, so for ``bodies="all"`` variant ``"o3"`` adds them as a fifth candidate,
+``SO2xy``, and it is the exact one. With the torso alone nothing needs relabelling and
+O2xy is exact (the issue's four candidates).
 
 Split: by trajectory, not by window (windows of one trajectory overlap): a seeded 60/20/20
 share of the trajectories goes to train/valid/test, and every window of a trajectory goes
@@ -57,6 +57,7 @@ from softequiv.errors import InputError
 __all__ = [
     "MOTION_DATASETS",
     "O3_GROUPS",
+    "ROT_Z3",
     "SE3_GROUPS",
     "SAMPLE_DT",
     "TRUTH_TRAJECTORIES",
@@ -75,13 +76,17 @@ _TRUTH_VERSION = 1
 
 #: Candidate groups, ambient group first.
 O3_GROUPS = ["O(3)", "O2xy", "O2yz", "O2xz"]
+#: Rotations about the vertical on R^3: the exact symmetry of ``bodies="all"``, added to
+#: its candidates (the mirror there needs the legs relabelled).
+ROT_Z3 = "SO2xy"
 ROT_Z = "Embed(SO(2), 4, [0, 1])"
 TRANS_XY = "Trans(3, [0, 1])"
 SE3_GROUPS = ["SE(3)", ROT_Z, TRANS_XY]
 
 # Dataset group name -> key of the simulator measurement (mujoco.GROUP_KEYS).
 _TRUTH_KEYS = {
-    "o3": {"O(3)": "O(3)", "O2xy": "O2xy", "O2yz": "O2yz", "O2xz": "O2xz"},
+    "o3": {"O(3)": "O(3)", "O2xy": "O2xy", "O2yz": "O2yz", "O2xz": "O2xz",
+           ROT_Z3: "rotations_z"},
     "se3": {"SE(3)": "SE(3)", ROT_Z: "rotations_z", TRANS_XY: "translations_xy"},
 }
 _VARIANTS = ("o3", "se3")
@@ -284,13 +289,16 @@ def mujoco_ant(
     # Ground truth. The torso maps to itself under the mirror, so for bodies="torso" this
     # equals mujoco.simulator_equivariance_errors(bodies="torso").
     sim = simulator_truth(seconds=seconds, seed=seed, bodies=idx)
-    keys = _TRUTH_KEYS[variant]
-    true_errors = {group: float(sim[key]) for group, key in keys.items()}
+    if variant == "se3":
+        groups = list(SE3_GROUPS)
+    else:
+        groups = O3_GROUPS + ([ROT_Z3] if bodies == "all" else [])
+    true_errors = {group: float(sim[_TRUTH_KEYS[variant][group]]) for group in groups}
     # Exact by construction (module docstring); the simulator numbers confirm it.
     if variant == "se3":
         exact = [ROT_Z, TRANS_XY]
     else:
-        exact = ["O2xy"] if bodies == "torso" else []
+        exact = ["O2xy"] if bodies == "torso" else [ROT_Z3]
 
     info: dict[str, Any] = {
         "env": "ant",
@@ -320,7 +328,7 @@ def mujoco_ant(
         Y=np.ascontiguousarray(Y, dtype=np.float64),
         rep_in=f"{past * nb}*Vector",
         rep_out=f"{future * nb}*Vector",
-        groups=list(O3_GROUPS if variant == "o3" else SE3_GROUPS),
+        groups=groups,
         split=split.astype(np.int8),
         true_errors=true_errors,
         exact=exact,

@@ -1,6 +1,14 @@
 """Layers and models: soft, hard and residual-pathway equivariant networks and baselines."""
 
-from softequiv.nn.layers import EquivariantBilinear, GatedNonlinearity, SoftLinear, gated
+from softequiv.nn.layers import (
+    AffineDistances,
+    EquivariantBilinear,
+    GatedNonlinearity,
+    InvariantScalars,
+    NormRatios,
+    SoftLinear,
+    gated,
+)
 from softequiv.nn.models import (
     EMLP,
     MLP,
@@ -12,5 +20,6 @@ from softequiv.nn.models import (
     SoftEMLP,
 )
 
-__all__ = ["EMLP", "MLP", "RPP", "Augmented", "EquivariantBilinear", "EquivariantBlock",
-           "FrameAveraging", "GatedNonlinearity", "MixedRPP", "SoftEMLP", "SoftLinear", "gated"]
+__all__ = ["EMLP", "MLP", "RPP", "AffineDistances", "Augmented", "EquivariantBilinear",
+           "EquivariantBlock", "FrameAveraging", "GatedNonlinearity", "InvariantScalars",
+           "MixedRPP", "NormRatios", "SoftEMLP", "SoftLinear", "gated"]

@@ -2,8 +2,9 @@
 
 Only :class:`SoftLinear` can break a symmetry: its weights are dense, and per candidate
 group it carries a projector that measures (and, for hard or residual-pathway models,
-imposes) equivariance. :class:`EquivariantBilinear` and :class:`GatedNonlinearity` are
-exactly equivariant under the ambient group, hence under every subgroup.
+imposes) equivariance. :class:`EquivariantBilinear`, the :class:`InvariantScalars`
+features and :class:`GatedNonlinearity` are exactly equivariant under the ambient group,
+hence under every subgroup.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from softequiv.groups import Group
-from softequiv.reps import Rep, Scalar, TensorType
+from softequiv.reps import VEC, Rep, Scalar, TensorType
 from softequiv.solver import DEFAULT_TOL, Projector, as_selector
 
 
@@ -191,6 +192,129 @@ class EquivariantBilinear(nn.Module):
                        if isinstance(sel, slice) else getattr(self, sel))
                 result = result.index_add(1, idx, value)
         return (self.scale * result).reshape(*batch, self.size)
+
+
+class InvariantScalars(nn.Module):
+    """Adds invariant features that polynomial tensor layers cannot reach to the leading
+    scalars (gates and scalars) of a gated rep, through a learned map.
+
+    Subclasses compute the features from the copies of the rep's tensor types; they must
+    be invariant under the ambient group, hence under every candidate subgroup, so the
+    regularizers R_j still measure the whole network's departure from G_j.
+    """
+
+    def __init__(self, rep: Rep, group: Group, *, tiny: float = 1e-20):
+        super().__init__()
+        d, self.tiny = group.d, tiny
+        first_mult, first_type = next(iter(rep))
+        self.scalars = first_mult if first_type.rank == 0 else 0
+        self._types: list[tuple[str, TensorType, int, int]] = []
+        for t_i, (t, idx) in enumerate(rep.type_indices(d).items()):
+            if t.rank > 0:
+                self.register_buffer(f"idx{t_i}", idx, persistent=False)
+                self._types.append((f"idx{t_i}", t, len(idx) // t.dim(d), t.dim(d)))
+        features = self.feature_count()
+        self.mix = nn.Parameter(torch.randn(features, self.scalars) / math.sqrt(max(features, 1)))
+
+    def feature_count(self) -> int:
+        raise NotImplementedError
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def copies(self, x: torch.Tensor, name: str, copies: int, dim: int) -> torch.Tensor:
+        """The copies of one type, ``[..., copies, dim]``."""
+        return x.index_select(-1, getattr(self, name)).unflatten(-1, (copies, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.mix.numel():
+            return x
+        added = self.features(x) @ self.mix
+        return torch.cat([x[..., :self.scalars] + added, x[..., self.scalars:]], dim=-1)
+
+
+def _bounded(values: torch.Tensor, size: torch.Tensor) -> torch.Tensor:
+    """values / (1 + mean size): invariant when both are, and O(1) however large."""
+    return values / (1 + size.mean(-1, keepdim=True))
+
+
+class NormRatios(InvariantScalars):
+    """Scale-free invariants for a conformal ambient group (rotations, reflections and
+    scalings s).
+
+    The inner products <v_i, v_k> of same-type tensor copies are rotation-invariant and
+    scale by s to twice the type's weight w (its V factors minus its V* factors). A
+    reference scale built from the positive-weight types (sum over them of their mean
+    squared norm to the power 1/w) scales by s^2, so each type's Gram matrix times that
+    scale to the power -w is exactly invariant. A type whose content is small gives small
+    features, so weights that a regularizer holds near a subspace change the function
+    little. Polynomial layers have no non-constant invariant under scaling: without these
+    features a network made scale-equivariant could only output constant scalars.
+    """
+
+    def feature_count(self) -> int:
+        return sum(copies * (copies + 1) // 2 for _, _, copies, _ in self._types)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        grams, scale = [], x.new_full(x.shape[:-1], self.tiny)
+        for name, t, copies, dim in self._types:
+            v = self.copies(x, name, copies, dim)
+            rows, cols = torch.triu_indices(copies, copies, device=x.device)
+            weight = sum(t.factors)
+            grams.append(((v @ v.transpose(-1, -2))[..., rows, cols], rows == cols, weight))
+            if weight > 0:
+                scale = scale + (v.square().sum((-1, -2)) / copies + self.tiny).pow(1 / weight)
+        features = []
+        for gram, diagonal, weight in grams:
+            if weight != 0:
+                gram = gram * scale[..., None].pow(-weight)
+            features.append(_bounded(gram, gram[..., diagonal]))
+        return torch.cat(features, dim=-1)
+
+
+class AffineDistances(InvariantScalars):
+    """Distances for a rigid-motion ambient group acting on homogeneous coordinates
+    (rotations and translations, e.g. SE(3) on (x, 1)).
+
+    A Vector copy v = (p, h) moves to (R p + h t, h), so h_k p_i - h_i p_k is a direction
+    that only rotates and its squared length is invariant; divided by the squared mean of
+    h^2 (invariant too) it is the squared distance between the points the copies stand
+    for (p / h). No SE(3)-invariant bilinear form exists on homogeneous vectors, so
+    polynomial tensor layers cannot compute distances (an EMLP of SE(3) outputs
+    constants); these features, log(1 + squared distance), can.
+    """
+
+    def __init__(self, rep: Rep, group: Group, **options):
+        super().__init__(rep, group, **options)
+        self._points = [(name, copies, dim) for name, t, copies, dim in self._types
+                        if t.factors == (VEC,) and copies > 1]
+
+    def feature_count(self) -> int:
+        return sum(copies * (copies - 1) // 2 for _, t, copies, _ in self._types
+                   if t.factors == (VEC,))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        features = []
+        for name, copies, dim in self._points:
+            v = self.copies(x, name, copies, dim)
+            p, h = v[..., :-1], v[..., -1:]
+            rows, cols = torch.triu_indices(copies, copies, offset=1, device=x.device)
+            direction = h[..., cols, :] * p[..., rows, :] - h[..., rows, :] * p[..., cols, :]
+            features.append(torch.log1p(direction.square().sum(-1)))
+        return torch.cat(features, dim=-1)
+
+
+def invariant_scalars(rep: Rep, group: Group) -> InvariantScalars | None:
+    """The invariant features a gated rep of ``group`` needs beyond polynomial layers:
+    norm ratios for groups that scale, distances for rigid motions on homogeneous
+    coordinates; None for orthogonal groups (their polynomial invariants suffice)."""
+    if group.is_orthogonal:
+        return None
+    if group.is_conformal:
+        return NormRatios(rep, group)
+    if group.is_rigid_affine:
+        return AffineDistances(rep, group)
+    return None
 
 
 class GatedNonlinearity(nn.Module):

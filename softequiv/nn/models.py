@@ -13,23 +13,39 @@ import torch
 from torch import nn
 
 from softequiv.groups import Group
-from softequiv.nn.layers import EquivariantBilinear, GatedNonlinearity, SoftLinear, gated
+from softequiv.nn.layers import (
+    EquivariantBilinear,
+    GatedNonlinearity,
+    SoftLinear,
+    gated,
+    invariant_scalars,
+)
 from softequiv.reps import Rep, uniform_rep
 
 
 class EquivariantBlock(nn.Module):
-    """Soft linear layer -> residual equivariant bilinear layer -> gated nonlinearity."""
+    """Soft linear layer -> residual equivariant bilinear layer -> gated nonlinearity.
+
+    When the ambient group scales (rotations with scalings) or moves points rigidly on
+    homogeneous coordinates (SE(n)), polynomial tensor layers reach no useful invariant;
+    the gates and scalars then also receive :func:`invariant_scalars` features (norm
+    ratios, distances).
+    """
 
     def __init__(self, rep_in: Rep, rep_out: Rep, groups: Sequence[Group], **linear_options):
         super().__init__()
         ambient = groups[0]
         self.linear = SoftLinear(rep_in, gated(rep_out), groups, **linear_options)
         self.bilinear = EquivariantBilinear(gated(rep_out), ambient)
+        self.invariants = invariant_scalars(gated(rep_out), ambient)
         self.nonlinearity = GatedNonlinearity(rep_out, ambient)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         lin = self.linear(x)
-        return self.nonlinearity(self.bilinear(lin) + lin)
+        hidden = self.bilinear(lin) + lin
+        if self.invariants is not None:
+            hidden = self.invariants(hidden)
+        return self.nonlinearity(hidden)
 
 
 class SoftEMLP(nn.Module):
