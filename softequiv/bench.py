@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from softequiv.data.motion import MOTION_TUNING
 from softequiv.errors import InputError
 
 RESULTS_DIR = Path("benchmarks") / "results"
@@ -71,8 +72,8 @@ TASKS: dict[str, Task] = {
                         Method("EMLP-O2xy (oracle)", "emlp", 1),
                         Method("EMLP-SO2xy (oracle)", "emlp", "SO2xy"), Method("RPP-O(3)", "rpp"),
                         Method("Mixed-RPP", "mixed-rpp"), Method("PER", "per"),
-                        Method("PER (minima rule)", "per", options=(("rule", "published"),)),
-                        PUBLISHED_RECIPE], PER_PROTOCOL | {"p": 5.0}),
+                        Method("PER (gradient rule)", "per", options=(("rule", "gradient"),)),
+                        PUBLISHED_RECIPE], PER_PROTOCOL | MOTION_TUNING),
 }
 
 

@@ -84,10 +84,14 @@ def _train_config(args: argparse.Namespace, dataset) -> TrainConfig:
             raise InputError(f"--group {group!r} is not one of the candidates "
                              f"{', '.join(dataset.groups)}")
         group = dataset.groups.index(group)
+    tuning = {"p": TrainConfig.p, "rule": TrainConfig.rule} | dataset.tuning
     return TrainConfig(method=args.method, epochs=args.epochs, lr=args.lr,
                        batch_size=args.batch_size, ch=args.ch, layers=args.layers,
                        weight_decay=args.wd, lambda_init=args.lambda_init, t_adj=args.t_adj,
-                       window=args.window, p=args.p, rule=args.rule, patience=args.patience,
+                       window=args.window,
+                       p=tuning["p"] if args.p is None else args.p,
+                       rule=tuning["rule"] if args.rule is None else args.rule,
+                       patience=args.patience,
                        group=int(group), seed=args.seed, device=args.device,
                        penalty=args.penalty, threads=args.threads, snap=args.snap,
                        progress=not args.quiet and sys.stderr.isatty())
@@ -140,9 +144,11 @@ def _add_discover(sub: argparse._SubParsersAction) -> None:
     tr.add_argument("--lambda-init", type=float, default=100.0)
     tr.add_argument("--t-adj", type=int, help="epoch of the strength adjustment (epochs/4)")
     tr.add_argument("--window", type=int, help="epochs of minima before --t-adj (t_adj/2)")
-    tr.add_argument("--p", type=float, default=2.0, help="exponent of the adjustment rule")
-    tr.add_argument("--rule", default="gradient", choices=RULES,
-                    help="strength tuning rule (published: minima of R_j)")
+    tr.add_argument("--p", type=float,
+                    help="exponent of the adjustment rule (default: the dataset's, else 2)")
+    tr.add_argument("--rule", choices=RULES,
+                    help="strength tuning rule (published: minima of R_j; default: the "
+                         "dataset's, else gradient)")
     tr.add_argument("--patience", type=int, help="early stopping patience in epochs")
     tr.add_argument("--group", default="0",
                     help="emlp/rpp/aug/fa: which candidate (index or name)")

@@ -287,3 +287,19 @@ def test_data_mujoco_writes_a_file(tmp_path, monkeypatch, capsys):
 def test_bench_rejects_unknown_task(capsys):
     assert main(["bench", "--task", "nope"]) == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_discover_takes_the_datasets_tuning_unless_the_user_sets_one(tmp_path):
+    from softequiv.cli import _train_config, build_parser
+
+    data = inertia(n=(10, 5, 5))
+    data.tuning = {"rule": "published", "p": 5.0}
+    parser = build_parser()
+    base = ["discover", "--dataset", "inertia", "--out", str(tmp_path / "run")]
+    config = _train_config(parser.parse_args(base), data)
+    assert (config.rule, config.p) == ("published", 5.0)
+    config = _train_config(parser.parse_args(base + ["--rule", "gradient", "--p", "3"]), data)
+    assert (config.rule, config.p) == ("gradient", 3.0)
+    data.tuning = {}
+    config = _train_config(parser.parse_args(base), data)
+    assert (config.rule, config.p) == ("gradient", 2.0)

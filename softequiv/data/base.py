@@ -21,6 +21,8 @@ class Dataset:
     maps an input array to outputs, used for ground-truth equivariance errors);
     ``true_errors`` gives ground-truth errors measured another way (a simulator), by
     group name. ``exact`` names the candidates the data is known to respect exactly.
+    ``tuning`` holds the strength-tuning settings (``rule``, ``p``) that suit the task,
+    used by ``discover`` where the user sets none.
     """
 
     name: str
@@ -34,6 +36,7 @@ class Dataset:
     true_errors: dict[str, float] | None = None
     exact: list[str] = field(default_factory=list)
     info: dict = field(default_factory=dict)
+    tuning: dict = field(default_factory=dict)
 
     def part(self, which: int) -> tuple[np.ndarray, np.ndarray]:
         """Rows of one split (TRAIN, VALID or TEST)."""
