@@ -18,10 +18,11 @@ regularizer divided by the squared norm of the weights (the fraction of the weig
 breaks G_j), averaged rather than minimised over the window. It is insensitive to the
 overall weight scale drifting during the window.
 
-The ``"gradient"`` rule (ours, the default of ``softequiv discover``) measures how hard
-the data pulls against each constraint: m_j = 1/2 ||(I - P_j) g||^2 for g the data-loss
-gradient averaged over the steps of the window so far (the trainer passes it to
-``observe`` every window epoch), and m_j is the mean of those values over the window.
+The ``"gradient"`` rule (ours, the default of ``softequiv discover`` unless the dataset
+sets its own ``tuning``) measures how hard the data pulls against each constraint:
+m_j = 1/2 ||(I - P_j) g||^2 for g the data-loss gradient averaged over the steps of the
+window so far (the trainer passes it to ``observe`` every window epoch), and m_j is the
+mean of those values over the window.
 At a nearly symmetric model this is the force the data exerts against G_j, the
 Lagrange multiplier of the constraint: near zero (sampling noise) for a symmetry the
 data holds, and growing with how far the data breaks it. Unlike R_j it is not drowned
