@@ -84,14 +84,10 @@ def _train_config(args: argparse.Namespace, dataset) -> TrainConfig:
             raise InputError(f"--group {group!r} is not one of the candidates "
                              f"{', '.join(dataset.groups)}")
         group = dataset.groups.index(group)
-    tuning = {"p": TrainConfig.p, "rule": TrainConfig.rule} | dataset.tuning
     return TrainConfig(method=args.method, epochs=args.epochs, lr=args.lr,
                        batch_size=args.batch_size, ch=args.ch, layers=args.layers,
                        weight_decay=args.wd, lambda_init=args.lambda_init, t_adj=args.t_adj,
-                       window=args.window,
-                       p=tuning["p"] if args.p is None else args.p,
-                       rule=tuning["rule"] if args.rule is None else args.rule,
-                       patience=args.patience,
+                       window=args.window, p=args.p, rule=args.rule, patience=args.patience,
                        group=int(group), seed=args.seed, device=args.device,
                        penalty=args.penalty, threads=args.threads, snap=args.snap,
                        progress=not args.quiet and sys.stderr.isatty())

@@ -44,7 +44,8 @@ class TrainConfig:
     ``penalty="coupled"`` adds lambda_j R_j to the loss that Adam sees (the published
     way); ``"decoupled"`` (default) applies its gradient step outside Adam, see
     :func:`decoupled_penalty_step`. ``lambda_probe`` is the starting strength before t_adj
-    (see :class:`~softequiv.tuning.StrengthTuner`). ``snap`` (soft models only) makes the
+    (see :class:`~softequiv.tuning.StrengthTuner`). ``p`` and ``rule`` left at None take the
+    dataset's ``tuning``, else 2 and ``"gradient"``. ``snap`` (soft models only) makes the
     selected model exactly equivariant to the candidate whose projection lowers the
     validation MSE most, if any does (see :func:`snap_to_best_group`).
     """
@@ -63,8 +64,8 @@ class TrainConfig:
     damp_gradients: bool = True
     t_adj: int | None = None
     window: int | None = None
-    p: float = 2.0
-    rule: str = "gradient"
+    p: float | None = None
+    rule: str | None = None
     select_after: int | None = None
     patience: int | None = None
     normalize: bool = True
@@ -75,8 +76,9 @@ class TrainConfig:
     progress: bool = True
     threads: int | None = None
 
-    def resolved(self) -> TrainConfig:
-        """A copy with defaults that depend on ``epochs`` filled in and values checked."""
+    def resolved(self, tuning: dict | None = None) -> TrainConfig:
+        """A copy with defaults that depend on ``epochs`` and on the dataset's ``tuning``
+        filled in, and values checked."""
         if self.method not in METHODS:
             raise InputError(f"unknown method {self.method!r}; choose from {', '.join(METHODS)}")
         if self.epochs < 1:
@@ -86,6 +88,9 @@ class TrainConfig:
         if self.batch_size < 1 or self.ch < 1 or self.layers < 1 or self.lr <= 0:
             raise InputError("batch size, ch, layers and lr must be positive")
         out = copy.copy(self)
+        defaults = {"p": 2.0, "rule": "gradient"} | (tuning or {})
+        out.p = self.p if self.p is not None else float(defaults["p"])
+        out.rule = self.rule if self.rule is not None else defaults["rule"]
         out.t_adj = self.t_adj if self.t_adj is not None else max(1, self.epochs // 4)
         out.window = self.window if self.window is not None else max(1, out.t_adj // 2)
         if out.select_after is None:
@@ -210,7 +215,7 @@ def _evaluate(model: nn.Module, X: torch.Tensor, Y: torch.Tensor) -> float:
 
 def fit(problem: Problem, config: TrainConfig) -> TrainResult:
     """Train the method's model on ``problem`` and return the best validation epoch's model."""
-    config = config.resolved()
+    config = config.resolved(problem.dataset.tuning)
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)

@@ -296,10 +296,11 @@ def test_discover_takes_the_datasets_tuning_unless_the_user_sets_one(tmp_path):
     data.tuning = {"rule": "published", "p": 5.0}
     parser = build_parser()
     base = ["discover", "--dataset", "inertia", "--out", str(tmp_path / "run")]
-    config = _train_config(parser.parse_args(base), data)
+    config = _train_config(parser.parse_args(base), data).resolved(data.tuning)
     assert (config.rule, config.p) == ("published", 5.0)
-    config = _train_config(parser.parse_args(base + ["--rule", "gradient", "--p", "3"]), data)
+    config = _train_config(parser.parse_args(base + ["--rule", "gradient", "--p", "3"]),
+                           data).resolved(data.tuning)
     assert (config.rule, config.p) == ("gradient", 3.0)
     data.tuning = {}
-    config = _train_config(parser.parse_args(base), data)
+    config = _train_config(parser.parse_args(base), data).resolved(data.tuning)
     assert (config.rule, config.p) == ("gradient", 2.0)

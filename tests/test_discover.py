@@ -210,3 +210,18 @@ def test_per_ranks_the_exact_plane_first_with_published_strength(axis, seed, tmp
     assert inertia_cli(out, axis, seed, "--epochs", "100", "--ch", "32", "--layers", "2",
                        "--lr", "0.01") == 0
     check_ranking(read_report(out), axis, 100)
+
+
+def test_unset_tuning_takes_the_datasets_and_the_run_records_it():
+    """p and rule left at None come from Dataset.tuning (else 2 and "gradient"); what the
+    user sets wins; the trained result carries the resolved values (saved in config.json)."""
+    assert (TrainConfig().resolved().rule, TrainConfig().resolved().p) == ("gradient", 2.0)
+    motion = {"rule": "published", "p": 5.0}
+    assert TrainConfig().resolved(motion).rule == "published"
+    assert TrainConfig(rule="relative", p=3.0).resolved(motion).p == 3.0
+    dataset = load_builtin_dataset("inertia", n=(40, 20, 20))
+    dataset.tuning = motion
+    found = discover(dataset, TrainConfig(epochs=2, t_adj=1, window=1, ch=8, layers=1,
+                                          progress=False))
+    assert (found.result.config.rule, found.result.config.p) == ("published", 5.0)
+    assert found.result.tuner.rule == "published" and found.result.tuner.p == 5.0

@@ -203,9 +203,9 @@ class InvariantScalars(nn.Module):
     regularizers R_j still measure the whole network's departure from G_j.
     """
 
-    def __init__(self, rep: Rep, group: Group, *, tiny: float = 1e-20):
+    def __init__(self, rep: Rep, group: Group):
         super().__init__()
-        d, self.tiny = group.d, tiny
+        d = group.d
         first_mult, first_type = next(iter(rep))
         self.scalars = first_mult if first_type.rank == 0 else 0
         self._types: list[tuple[str, TensorType, int, int]] = []
@@ -222,7 +222,7 @@ class InvariantScalars(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def copies(self, x: torch.Tensor, name: str, copies: int, dim: int) -> torch.Tensor:
+    def type_copies(self, x: torch.Tensor, name: str, copies: int, dim: int) -> torch.Tensor:
         """The copies of one type, ``[..., copies, dim]``."""
         return x.index_select(-1, getattr(self, name)).unflatten(-1, (copies, dim))
 
@@ -231,11 +231,6 @@ class InvariantScalars(nn.Module):
             return x
         added = self.features(x) @ self.mix
         return torch.cat([x[..., :self.scalars] + added, x[..., self.scalars:]], dim=-1)
-
-
-def _bounded(values: torch.Tensor, size: torch.Tensor) -> torch.Tensor:
-    """values / (1 + mean size): invariant when both are, and O(1) however large."""
-    return values / (1 + size.mean(-1, keepdim=True))
 
 
 class NormRatios(InvariantScalars):
@@ -249,26 +244,31 @@ class NormRatios(InvariantScalars):
     scale to the power -w is exactly invariant. A type whose content is small gives small
     features, so weights that a regularizer holds near a subspace change the function
     little. Polynomial layers have no non-constant invariant under scaling: without these
-    features a network made scale-equivariant could only output constant scalars.
+    features a network made scale-equivariant could only output constant scalars. Each
+    type's features are divided by one plus their mean diagonal (invariant too) to stay
+    O(1).
     """
+
+    TINY = 1e-20
+    """Guards the reference scale and its powers against an all-zero layer."""
 
     def feature_count(self) -> int:
         return sum(copies * (copies + 1) // 2 for _, _, copies, _ in self._types)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        grams, scale = [], x.new_full(x.shape[:-1], self.tiny)
+        grams, scale = [], x.new_full(x.shape[:-1], self.TINY)
         for name, t, copies, dim in self._types:
-            v = self.copies(x, name, copies, dim)
+            v = self.type_copies(x, name, copies, dim)
             rows, cols = torch.triu_indices(copies, copies, device=x.device)
             weight = sum(t.factors)
             grams.append(((v @ v.transpose(-1, -2))[..., rows, cols], rows == cols, weight))
             if weight > 0:
-                scale = scale + (v.square().sum((-1, -2)) / copies + self.tiny).pow(1 / weight)
+                scale = scale + (v.square().sum((-1, -2)) / copies + self.TINY).pow(1 / weight)
         features = []
         for gram, diagonal, weight in grams:
             if weight != 0:
                 gram = gram * scale[..., None].pow(-weight)
-            features.append(_bounded(gram, gram[..., diagonal]))
+            features.append(gram / (1 + gram[..., diagonal].mean(-1, keepdim=True)))
         return torch.cat(features, dim=-1)
 
 
@@ -277,15 +277,15 @@ class AffineDistances(InvariantScalars):
     (rotations and translations, e.g. SE(3) on (x, 1)).
 
     A Vector copy v = (p, h) moves to (R p + h t, h), so h_k p_i - h_i p_k is a direction
-    that only rotates and its squared length is invariant; divided by the squared mean of
-    h^2 (invariant too) it is the squared distance between the points the copies stand
-    for (p / h). No SE(3)-invariant bilinear form exists on homogeneous vectors, so
-    polynomial tensor layers cannot compute distances (an EMLP of SE(3) outputs
-    constants); these features, log(1 + squared distance), can.
+    that only rotates and its squared length D_ik is invariant: for copies that are points
+    (h = 1) it is their squared distance. No SE(3)-invariant bilinear form exists on
+    homogeneous vectors, so polynomial tensor layers cannot compute distances (an EMLP of
+    SE(3) outputs constants); the features log(1 + D_ik) can. They are smooth and small
+    for small content, so weights held near a subspace change the function little.
     """
 
-    def __init__(self, rep: Rep, group: Group, **options):
-        super().__init__(rep, group, **options)
+    def __init__(self, rep: Rep, group: Group):
+        super().__init__(rep, group)
         self._points = [(name, copies, dim) for name, t, copies, dim in self._types
                         if t.factors == (VEC,) and copies > 1]
 
@@ -296,7 +296,7 @@ class AffineDistances(InvariantScalars):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         features = []
         for name, copies, dim in self._points:
-            v = self.copies(x, name, copies, dim)
+            v = self.type_copies(x, name, copies, dim)
             p, h = v[..., :-1], v[..., -1:]
             rows, cols = torch.triu_indices(copies, copies, offset=1, device=x.device)
             direction = h[..., cols, :] * p[..., rows, :] - h[..., rows, :] * p[..., cols, :]
