@@ -61,6 +61,8 @@ TASKS: dict[str, Task] = {
                      PUBLISHED_RECIPE], PER_PROTOCOL),
     "cossim": Task("cossim", [{"variant": v} for v in ("so3", "scale")],
                    [Method("MLP", "mlp"), Method("EMLP-union", "emlp"),
+                    Method("EMLP-SO(3)", "emlp", "SO(3)"),
+                    Method("EMLP-Scaling(3)", "emlp", "Scaling(3)"),
                     Method("RPP-union", "rpp"), Method("Mixed-RPP", "mixed-rpp"),
                     Method("PER", "per")], PER_PROTOCOL),
     "se3": Task("se3", [{"variant": v} for v in ("rotation", "translation")],

@@ -38,12 +38,14 @@ ERROR_ROWS = 500
 
 def group_levels(result: TrainResult, *, seed: int = 0) -> list[dict]:
     """Per candidate group: final lambda, regularizer R_j of the selected model, the model's
-    equivariance error and the ground truth's (None when unknown)."""
+    equivariance error and the ground truth's (None when unknown).
+
+    Both errors are of functions in the data's units, on the same test inputs and group
+    elements: the model's predictions include undoing the normalization, whose centering
+    of scalar outputs would otherwise change their relative error."""
     problem = result.problem
     dataset = problem.dataset
     X_test = dataset.part(TEST)[0][:ERROR_ROWS]
-    device = next(iter(result.model.parameters())).device
-    Xn = torch.as_tensor(problem.x_scaler.transform(X_test), dtype=torch.float32, device=device)
     layers = soft_layers(result.model)
     regs = None
     if layers and layers[0].weight_projector.n_groups == len(problem.groups):
@@ -52,9 +54,9 @@ def group_levels(result: TrainResult, *, seed: int = 0) -> list[dict]:
     lambdas = result.tuner.lambdas if result.tuner else None
     rows = []
     for j, group in enumerate(problem.groups):
-        gen = torch.Generator().manual_seed(seed + j)
-        model_error = equivariance_error(result.model, Xn, group, problem.rep_in,
-                                         problem.rep_out, generator=gen)
+        model_error = equivariance_error(result.predict, X_test, group, problem.rep_in,
+                                         problem.rep_out,
+                                         generator=torch.Generator().manual_seed(seed + j))
         true_error = None
         if dataset.truth is not None:
             true_error = equivariance_error(dataset.truth, X_test, group, problem.rep_in,

@@ -7,14 +7,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from softequiv.cli import main
 from softequiv.data.base import TEST, VALID
 from softequiv.data.registry import load_builtin_dataset
 from softequiv.discover import RUN_FILES, discover, load_run, save_run
 from softequiv.errors import InputError
-from softequiv.report import EXACT_THRESHOLD, REPORT_KEYS
-from softequiv.train import TrainConfig
+from softequiv.report import EXACT_THRESHOLD, REPORT_KEYS, group_levels
+from softequiv.train import Problem, TrainConfig, TrainResult
 
 GROUP_KEYS = {"name", "lambda", "regularizer", "model_error", "true_error"}
 INERTIA_GROUPS = ["O(3)", "O2xy", "O2yz", "O2xz"]
@@ -225,3 +226,29 @@ def test_unset_tuning_takes_the_datasets_and_the_run_records_it():
                                           progress=False))
     assert (found.result.config.rule, found.result.config.p) == ("published", 5.0)
     assert found.result.tuner.rule == "published" and found.result.tuner.p == 5.0
+
+
+class _TruthModel(torch.nn.Module):
+    """A 'trained model' that is the dataset's ground truth behind the problem's scalers."""
+
+    def __init__(self, problem: Problem):
+        super().__init__()
+        self.problem = problem
+        self.unused = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, xn: torch.Tensor) -> torch.Tensor:
+        scalers, truth = self.problem, self.problem.dataset.truth
+        y = truth(scalers.x_scaler.inverse(xn.double().numpy()))
+        return torch.as_tensor(scalers.y_scaler.transform(y), dtype=xn.dtype)
+
+
+def test_model_errors_are_measured_in_data_units():
+    """A model that computes the ground truth (through the normalization, which centers
+    the scalar target of CosSim) gets the ground truth's equivariance errors: to 1e-5
+    absolute (float32 predictions; the truth's errors here are 0 to about 0.3)."""
+    ds = load_builtin_dataset("cossim", variant="scale", n=(200, 50, 100), seed=0)
+    problem = Problem.build(ds)
+    assert abs(problem.y_scaler.shift[0]) > 0.3  # the centering matters here
+    result = TrainResult(_TruthModel(problem), problem, TrainConfig(), None, [], 0, 0.0)
+    for row in group_levels(result):
+        assert row["model_error"] == pytest.approx(row["true_error"], abs=1e-5), row

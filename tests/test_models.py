@@ -391,10 +391,12 @@ def test_affine_distances_are_se3_invariant_and_are_distances_for_points():
         torch.testing.assert_close(layer.features(points)[:, 0], expected)
 
 
-def test_norm_ratio_features_are_invariant_and_vanish_with_their_type():
-    """Invariance of the added scalars under rotations times scalings (float64, random
-    elements and inputs, tolerance 1e-10); a type of weight <= 0 shrunk by 1e-6 adds under
-    1e-9 (positive-weight types set the reference scale, so they are only ever O(1))."""
+def test_norm_ratio_features_are_equivariant_and_vanish_with_their_type():
+    """Equivariance of the whole layer (invariant scalars, weight-shifted tensors) under
+    rotations times scalings (float64, random elements and inputs, tolerance 1e-10), and
+    both parts change the input; a type of weight <= 0 shrunk by 1e-6 adds under 1e-9 to
+    the scalars (positive-weight types set the reference scale, so they are only ever
+    O(1))."""
     ambient = G.Union(G.SO(3), G.Scaling(3))
     rep = gated(uniform_rep(CH, ambient))
     layer = NormRatios(rep, ambient).double()
@@ -402,12 +404,17 @@ def test_norm_ratio_features_are_invariant_and_vanish_with_their_type():
         layer.mix.normal_(generator=gen(3))
     x = torch.randn(32, rep.size(3), generator=gen(4), dtype=torch.float64)
     g = sample(ambient, 32, 5)
-    moved = (rep.rho(g) @ x[..., None])[..., 0]
+    rho = rep.rho(g)
+    moved = (rho @ x[..., None])[..., 0]
     scalars = layer.scalars
     with torch.no_grad():
-        out, out_moved = layer(x)[:, :scalars], layer(moved)[:, :scalars]
-    torch.testing.assert_close(out_moved, out, rtol=1e-10, atol=1e-10)
-    assert float((out - x[:, :scalars]).std()) > 1e-2
+        out, out_moved = layer(x), layer(moved)
+    expected = (rho @ out[..., None])[..., 0]
+    torch.testing.assert_close(out_moved / expected.abs().amax(-1, keepdim=True),
+                               expected / expected.abs().amax(-1, keepdim=True),
+                               rtol=1e-10, atol=1e-10)
+    assert float((out - x)[:, :scalars].std()) > 1e-2
+    assert float((out - x)[:, scalars:].std()) > 1e-2
     types = [t for t in rep.type_indices(3) if t.rank > 0 and sum(t.factors) <= 0]
     assert types
     for t in types:
@@ -435,17 +442,21 @@ def _type_features(layer: NormRatios, x: torch.Tensor, t: TensorType, rep: Rep) 
         return probe(x)[:, :layer.scalars] - x[:, :layer.scalars]
 
 
-def test_scale_snapped_network_is_invariant_and_not_constant():
-    """Projected onto Scaling(3), the cossim network is scale-invariant (float64, 1e-10)
-    yet its output varies with the input: tensor-rep layers alone could only give a
-    constant here. (ch 64: the ratios need two copies of a type, and ch 32 has one Vector.)"""
+def test_scale_snapped_network_is_invariant_and_not_only_rotation_invariant():
+    """Projected onto Scaling(3), the cossim network is scale-invariant (float64, 1e-10),
+    yet rotating the input changes its output by more than a tenth of the output's spread
+    over inputs (about 3x at init): the weight shifts give it scale-free tensors, without
+    which it could compute only rotation invariants (and tensor-rep layers alone, only
+    constants). (ch 64: the ratios need two copies of a type, and ch 32 has one Vector.)"""
     rin, rout, groups = family("cossim")
     torch.manual_seed(0)
     model = project_(SoftEMLP(rin, rout, groups, ch=64, layers=LAYERS).double(), 2)
     x = random_inputs("cossim", 64, 2)
     assert rel_error(model, x, groups[2], rin, rout, n_g=2, k=5) < TOL[torch.float64]
+    rotated = (rin.rho(sample(groups[1], 64, 3)) @ x[..., None])[..., 0]
     with torch.no_grad():
-        assert float(model(x).std()) > 1e-3
+        out = model(x)
+        assert float((model(rotated) - out).abs().max()) > 0.1 * float(out.std()) > 1e-4
 
 
 # --------------------------------------------------------------------------- wrappers

@@ -234,42 +234,90 @@ class InvariantScalars(nn.Module):
 
 
 class NormRatios(InvariantScalars):
-    """Scale-free invariants for a conformal ambient group (rotations, reflections and
-    scalings s).
+    """Scale-free features for a conformal ambient group (rotations, reflections and
+    scalings s): invariant norm ratios for the scalars, and normalized outer products of
+    Vector copies for the weight-0 rank-2 type.
 
-    The inner products <v_i, v_k> of same-type tensor copies are rotation-invariant and
-    scale by s to twice the type's weight w (its V factors minus its V* factors). A
-    reference scale built from the positive-weight types (sum over them of their mean
-    squared norm to the power 1/w) scales by s^2, so each type's Gram matrix times that
-    scale to the power -w is exactly invariant. A type whose content is small gives small
-    features, so weights that a regularizer holds near a subspace change the function
-    little. Polynomial layers have no non-constant invariant under scaling: without these
-    features a network made scale-equivariant could only output constant scalars. Each
-    type's features are divided by one plus their mean diagonal (invariant too) to stay
+    A type's weight w is its V factors minus its V* factors; under s R (R orthogonal) a
+    copy of it transforms as s^w R^{⊗rank}. A reference scale r, from the positive-weight
+    types (r^2 is the sum over them of their mean squared norm to the power 1/w), maps to
+    s r. So the Gram matrix of a type's copies times r^{-2w} is exactly invariant, and an
+    outer product v_i v_k^T / r^2 of Vector copies transforms like V ⊗ V* (R M R^T).
+
+    Why: polynomial layers only raise weights, so without these features a network made
+    scale-equivariant (the Scaling candidate's subspace) could compute nothing but
+    constants, and with the ratios alone only rotation invariants. The outer products give
+    it weight-0 tensors whose every entry its linear maps can read, so it reaches
+    scale-invariant functions that are not rotation-invariant. All features are bounded
+    (|v_i| <= sqrt(copies) r), and a type whose content is small gives small features, so
+    weights that a regularizer holds near a subspace change the function little. Each
+    type's ratios are divided by one plus their mean diagonal (invariant too) to stay
     O(1).
     """
 
     TINY = 1e-20
     """Guards the reference scale and its powers against an all-zero layer."""
 
+    def __init__(self, rep: Rep, group: Group):
+        super().__init__(rep, group)
+        vectors = [(name, copies, dim) for name, t, copies, dim in self._types
+                   if t.factors == (VEC,)]
+        balanced = [(name, copies) for name, t, copies, _ in self._types
+                    if t.rank == 2 and sum(t.factors) == 0]
+        self._outer: tuple[str, int, int, str] | None = None
+        if vectors and balanced:
+            (source, n_vec, dim), (target, n_out) = vectors[0], balanced[0]
+            self._outer = (source, n_vec, dim, target)
+            pairs = n_vec * (n_vec + 1) // 2
+            self.outer_mix = nn.Parameter(torch.randn(pairs, n_out) / math.sqrt(pairs))
+
     def feature_count(self) -> int:
         return sum(copies * (copies + 1) // 2 for _, _, copies, _ in self._types)
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        grams, scale = [], x.new_full(x.shape[:-1], self.TINY)
-        for name, t, copies, dim in self._types:
-            v = self.type_copies(x, name, copies, dim)
-            rows, cols = torch.triu_indices(copies, copies, device=x.device)
-            weight = sum(t.factors)
-            grams.append(((v @ v.transpose(-1, -2))[..., rows, cols], rows == cols, weight))
-            if weight > 0:
-                scale = scale + (v.square().sum((-1, -2)) / copies + self.TINY).pow(1 / weight)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        copies, weights, squared_scale = self._scaled_copies(x)
+        added = self._ratios(copies, weights, squared_scale) @ self.mix
+        if self._outer is not None:
+            x = x.index_add(-1, getattr(self, self._outer[3]),
+                            self.outer_products(x, squared_scale).flatten(-2))
+        return torch.cat([x[..., :self.scalars] + added, x[..., self.scalars:]], dim=-1)
+
+    def outer_products(self, x: torch.Tensor, squared_scale: torch.Tensor) -> torch.Tensor:
+        """The learned mix of v_i v_k^T / r^2 (i <= k) over Vector copies: what the
+        weight-0 rank-2 copies receive, ``[..., their copies, d * d]``."""
+        source, n_vec, dim, _ = self._outer
+        v = self.type_copies(x, source, n_vec, dim)
+        rows, cols = torch.triu_indices(n_vec, n_vec, device=x.device)
+        outer = v[..., rows, :, None] * v[..., cols, None, :]
+        outer = outer.flatten(-2) / squared_scale[..., None, None]
+        return (outer.transpose(-1, -2) @ self.outer_mix).transpose(-1, -2)
+
+    def _ratios(self, copies: list[torch.Tensor], weights: list[int],
+                squared_scale: torch.Tensor) -> torch.Tensor:
         features = []
-        for gram, diagonal, weight in grams:
+        for v, weight in zip(copies, weights, strict=True):
+            rows, cols = torch.triu_indices(v.shape[-2], v.shape[-2], device=v.device)
+            gram = (v @ v.transpose(-1, -2))[..., rows, cols]
             if weight != 0:
-                gram = gram * scale[..., None].pow(-weight)
-            features.append(gram / (1 + gram[..., diagonal].mean(-1, keepdim=True)))
+                gram = gram * squared_scale[..., None].pow(-weight)
+            features.append(gram / (1 + gram[..., rows == cols].mean(-1, keepdim=True)))
         return torch.cat(features, dim=-1)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The invariant norm ratios of x (what the scalars receive, before mixing)."""
+        return self._ratios(*self._scaled_copies(x))
+
+    def _scaled_copies(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[int],
+                                                       torch.Tensor]:
+        """Every type's copies, its weight, and the squared reference scale r^2."""
+        copies = [self.type_copies(x, name, n, dim) for name, _, n, dim in self._types]
+        weights = [sum(t.factors) for _, t, _, _ in self._types]
+        squared_scale = x.new_full(x.shape[:-1], self.TINY)
+        for v, weight in zip(copies, weights, strict=True):
+            if weight > 0:
+                squared_scale = squared_scale + (
+                    v.square().sum((-1, -2)) / v.shape[-2] + self.TINY).pow(1 / weight)
+        return copies, weights, squared_scale
 
 
 class AffineDistances(InvariantScalars):
