@@ -229,7 +229,10 @@ class InvariantScalars(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.mix.numel():
             return x
-        added = self.features(x) @ self.mix
+        return self.add_to_scalars(x, self.features(x) @ self.mix)
+
+    def add_to_scalars(self, x: torch.Tensor, added: torch.Tensor) -> torch.Tensor:
+        """x with ``added`` summed into its leading scalars."""
         return torch.cat([x[..., :self.scalars] + added, x[..., self.scalars:]], dim=-1)
 
 
@@ -276,11 +279,13 @@ class NormRatios(InvariantScalars):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         copies, weights, squared_scale = self._scaled_copies(x)
-        added = self._ratios(copies, weights, squared_scale) @ self.mix
+        out = x
         if self._outer is not None:
-            x = x.index_add(-1, getattr(self, self._outer[3]),
-                            self.outer_products(x, squared_scale).flatten(-2))
-        return torch.cat([x[..., :self.scalars] + added, x[..., self.scalars:]], dim=-1)
+            out = x.index_add(-1, getattr(self, self._outer[3]),
+                              self.outer_products(x, squared_scale).flatten(-2))
+        if not self.mix.numel():
+            return out
+        return self.add_to_scalars(out, self._ratios(copies, weights, squared_scale) @ self.mix)
 
     def outer_products(self, x: torch.Tensor, squared_scale: torch.Tensor) -> torch.Tensor:
         """The learned mix of v_i v_k^T / r^2 (i <= k) over Vector copies: what the
