@@ -237,9 +237,9 @@ class _TruthModel(torch.nn.Module):
         self.unused = torch.nn.Parameter(torch.zeros(()))
 
     def forward(self, xn: torch.Tensor) -> torch.Tensor:
-        scalers, truth = self.problem, self.problem.dataset.truth
-        y = truth(scalers.x_scaler.inverse(xn.double().numpy()))
-        return torch.as_tensor(scalers.y_scaler.transform(y), dtype=xn.dtype)
+        problem = self.problem
+        y = problem.dataset.truth(problem.x_scaler.inverse(xn.double().numpy()))
+        return torch.as_tensor(problem.y_scaler.transform(y), dtype=xn.dtype)
 
 
 def test_model_errors_are_measured_in_data_units():

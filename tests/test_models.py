@@ -392,11 +392,11 @@ def test_affine_distances_are_se3_invariant_and_are_distances_for_points():
 
 
 def test_norm_ratio_features_are_equivariant_and_vanish_with_their_type():
-    """Equivariance of the whole layer (invariant scalars, weight-shifted tensors) under
-    rotations times scalings (float64, random elements and inputs, tolerance 1e-10), and
-    both parts change the input; a type of weight <= 0 shrunk by 1e-6 adds under 1e-9 to
-    the scalars (positive-weight types set the reference scale, so they are only ever
-    O(1))."""
+    """Equivariance of the whole layer (invariant scalars, normalized outer products into
+    V ⊗ V*) under rotations times scalings (float64, random elements and inputs, tolerance
+    1e-10 of the largest entry), and both parts change the input; a type of weight <= 0
+    shrunk by 1e-6 adds under 1e-9 to the scalars (positive-weight types set the reference
+    scale, so they are only ever O(1))."""
     ambient = G.Union(G.SO(3), G.Scaling(3))
     rep = gated(uniform_rep(CH, ambient))
     layer = NormRatios(rep, ambient).double()
@@ -445,9 +445,10 @@ def _type_features(layer: NormRatios, x: torch.Tensor, t: TensorType, rep: Rep) 
 def test_scale_snapped_network_is_invariant_and_not_only_rotation_invariant():
     """Projected onto Scaling(3), the cossim network is scale-invariant (float64, 1e-10),
     yet rotating the input changes its output by more than a tenth of the output's spread
-    over inputs (about 3x at init): the weight shifts give it scale-free tensors, without
-    which it could compute only rotation invariants (and tensor-rep layers alone, only
-    constants). (ch 64: the ratios need two copies of a type, and ch 32 has one Vector.)"""
+    over inputs (about 3x at init): the normalized outer products give it scale-free
+    tensors, without which it could compute only rotation invariants (and tensor-rep
+    layers alone, only constants). (ch 64: the ratios need two copies of a type, and ch 32
+    has one Vector.)"""
     rin, rout, groups = family("cossim")
     torch.manual_seed(0)
     model = project_(SoftEMLP(rin, rout, groups, ch=64, layers=LAYERS).double(), 2)
