@@ -91,13 +91,10 @@ def _run_one(job: dict) -> dict | None:
 
     torch.set_num_threads(1)
     dataset = load_builtin_dataset(job["dataset"], seed=job["seed"], **job["setting"])
-    group = job["group"]
-    if isinstance(group, str):
-        if group not in dataset.groups:
-            return None
-        group = dataset.groups.index(group)
-    config = TrainConfig(method=job["method"], group=group, seed=job["seed"],
-                         progress=False, **job["protocol"])
+    if isinstance(job["group"], str) and job["group"] not in dataset.groups:
+        return None
+    config = TrainConfig(method=job["method"], group=dataset.candidate_index(job["group"]),
+                         seed=job["seed"], progress=False, **job["protocol"])
     start = time.perf_counter()
     found = discover(dataset, config)
     report = found.report
@@ -215,6 +212,32 @@ def update_readme(task: str, table: str, readme: Path = Path("README.md")) -> No
     before, rest = text.split(start, 1)
     _, after = rest.split(end, 1)
     readme.write_text(f"{before}{start}\n{table}\n{end}{after}")
+
+
+def _same_value(setting_value: object, given: str) -> bool:
+    if isinstance(setting_value, int | float):
+        try:
+            return float(given) == float(setting_value)
+        except ValueError:
+            return False
+    return str(setting_value) == given
+
+
+def matching_settings(task: str, only: list[str] | None) -> list[dict] | None:
+    """The task's settings matching every KEY=VALUE of ``only`` (None: all of them): what
+    ``softequiv bench --only`` runs."""
+    if not only:
+        return None
+    settings = TASKS[task].settings
+    for item in only:
+        key, sep, value = item.partition("=")
+        if not sep or key not in settings[0]:
+            raise InputError(f"--only takes KEY=VALUE with KEY one of "
+                             f"{', '.join(settings[0])}; got {item!r}")
+        settings = [s for s in settings if _same_value(s[key], value)]
+    if not settings:
+        raise InputError(f"--only {' '.join(only)} matches no setting of {task}")
+    return settings
 
 
 def run_benchmark(task: str, *, seeds: int = 5, methods: list[str] | None = None,

@@ -78,17 +78,12 @@ def _dataset_from_args(args: argparse.Namespace):
 def _train_config(args: argparse.Namespace, dataset) -> TrainConfig:
     from softequiv.train import TrainConfig
 
-    group = args.group
-    if isinstance(group, str) and not group.isdigit():
-        if group not in dataset.groups:
-            raise InputError(f"--group {group!r} is not one of the candidates "
-                             f"{', '.join(dataset.groups)}")
-        group = dataset.groups.index(group)
     return TrainConfig(method=args.method, epochs=args.epochs, lr=args.lr,
                        batch_size=args.batch_size, ch=args.ch, layers=args.layers,
                        weight_decay=args.wd, lambda_init=args.lambda_init, t_adj=args.t_adj,
                        window=args.window, p=args.p, rule=args.rule, patience=args.patience,
-                       group=int(group), seed=args.seed, device=args.device,
+                       group=dataset.candidate_index(args.group), seed=args.seed,
+                       device=args.device,
                        penalty=args.penalty, threads=args.threads, snap=args.snap,
                        progress=not args.quiet and sys.stderr.isatty())
 
@@ -249,43 +244,16 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     """Regenerate a benchmark table: results file plus the README table."""
-    from softequiv.bench import markdown_table, run_benchmark
+    from softequiv.bench import markdown_table, matching_settings, run_benchmark
 
     protocol = {"epochs": args.epochs} if args.epochs else None
     result = run_benchmark(args.task, seeds=args.seeds, methods=args.methods,
-                           settings=_chosen_settings(args.task, args.only),
+                           settings=matching_settings(args.task, args.only),
                            workers=args.workers, protocol=protocol, merge=args.merge,
                            first_seed=args.first_seed)
     print(markdown_table(args.task, result["summary"], result["protocol"]))
     print(f"wall time {result['wall_seconds']:.0f} s; wrote benchmarks/results/{args.task}.json")
     return 0
-
-
-def _same_value(setting_value: object, given: str) -> bool:
-    if isinstance(setting_value, int | float):
-        try:
-            return float(given) == float(setting_value)
-        except ValueError:
-            return False
-    return str(setting_value) == given
-
-
-def _chosen_settings(task: str, only: list[str] | None) -> list[dict] | None:
-    """The task's settings matching every KEY=VALUE of ``only`` (None: all of them)."""
-    from softequiv.bench import TASKS
-
-    if not only:
-        return None
-    settings = TASKS[task].settings
-    for item in only:
-        key, sep, value = item.partition("=")
-        if not sep or key not in settings[0]:
-            raise InputError(f"--only takes KEY=VALUE with KEY one of "
-                             f"{', '.join(settings[0])}; got {item!r}")
-        settings = [s for s in settings if _same_value(s[key], value)]
-    if not settings:
-        raise InputError(f"--only {' '.join(only)} matches no setting of {task}")
-    return settings
 
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:

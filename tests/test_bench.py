@@ -130,12 +130,12 @@ def test_a_row_for_a_named_group_skips_settings_without_it(tmp_path, monkeypatch
 
 
 def test_bench_only_picks_settings_and_rejects_unknown_keys():
-    from softequiv.cli import _chosen_settings
+    from softequiv.bench import matching_settings
 
-    assert _chosen_settings("inertia", ["axis=z", "eps=-1"]) == [{"axis": "z", "eps": -1.0}]
-    assert _chosen_settings("mujoco-ant", ["bodies=all"]) == [{"variant": "o3", "bodies": "all"}]
-    assert _chosen_settings("inertia", None) is None
+    assert matching_settings("inertia", ["axis=z", "eps=-1"]) == [{"axis": "z", "eps": -1.0}]
+    assert matching_settings("mujoco-ant", ["bodies=all"]) == [{"variant": "o3", "bodies": "all"}]
+    assert matching_settings("inertia", None) is None
     with pytest.raises(InputError, match="KEY=VALUE"):
-        _chosen_settings("inertia", ["colour=red"])
+        matching_settings("inertia", ["colour=red"])
     with pytest.raises(InputError, match="matches no setting"):
-        _chosen_settings("inertia", ["axis=w"])
+        matching_settings("inertia", ["axis=w"])

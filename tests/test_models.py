@@ -369,6 +369,17 @@ def test_invariant_scalars_where_polynomial_layers_reach_no_invariant():
     assert all(b.invariants is None for b in soft_model("inertia").blocks)
 
 
+def test_invariant_features_pass_a_scalars_only_hidden_rep_through():
+    """ch 4 gives hidden reps of scalars only: the feature layers have nothing to read and
+    must leave them as they are."""
+    for name in ("cossim", "se3"):
+        rin, rout, groups = family(name)
+        model = SoftEMLP(rin, rout, groups, ch=4, layers=LAYERS)
+        hidden = torch.randn(8, model.blocks[0].nonlinearity.size, generator=gen(9))
+        assert torch.equal(model.blocks[0].invariants(hidden), hidden)
+        assert torch.isfinite(model(random_inputs(name, 8, 0, torch.float32))).all()
+
+
 def test_affine_distances_are_se3_invariant_and_are_distances_for_points():
     """Invariance under random SE(3) elements (float64, tolerance 1e-10); for copies
     that are points (h = 1) the features are log(1 + squared distance)."""

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from softequiv.errors import InputError
+
 TRAIN, VALID, TEST = 0, 1, 2
 
 
@@ -37,6 +39,15 @@ class Dataset:
     exact: list[str] = field(default_factory=list)
     info: dict = field(default_factory=dict)
     tuning: dict = field(default_factory=dict)
+
+    def candidate_index(self, group: int | str) -> int:
+        """The index of a candidate given by index (an int or its digits) or by name."""
+        if isinstance(group, int) or group.isdigit():
+            return int(group)
+        if group not in self.groups:
+            raise InputError(f"group {group!r} is not one of the candidates "
+                             f"{', '.join(self.groups)}")
+        return self.groups.index(group)
 
     def part(self, which: int) -> tuple[np.ndarray, np.ndarray]:
         """Rows of one split (TRAIN, VALID or TEST)."""

@@ -263,14 +263,14 @@ class NormRatios(InvariantScalars):
 
     def __init__(self, rep: Rep, group: Group):
         super().__init__(rep, group)
-        vectors = [(name, copies, dim) for name, t, copies, dim in self._types
+        vectors = [(pos, copies) for pos, (_, t, copies, _) in enumerate(self._types)
                    if t.factors == (VEC,)]
         balanced = [(name, copies) for name, t, copies, _ in self._types
                     if t.rank == 2 and sum(t.factors) == 0]
-        self._outer: tuple[str, int, int, str] | None = None
+        self._outer: tuple[int, str] | None = None
         if vectors and balanced:
-            (source, n_vec, dim), (target, n_out) = vectors[0], balanced[0]
-            self._outer = (source, n_vec, dim, target)
+            (source, n_vec), (target, n_out) = vectors[0], balanced[0]
+            self._outer = (source, target)
             pairs = n_vec * (n_vec + 1) // 2
             self.outer_mix = nn.Parameter(torch.randn(pairs, n_out) / math.sqrt(pairs))
 
@@ -278,21 +278,21 @@ class NormRatios(InvariantScalars):
         return sum(copies * (copies + 1) // 2 for _, _, copies, _ in self._types)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self._types:
+            return x
         copies, weights, squared_scale = self._scaled_copies(x)
-        out = x
+        added = self._ratios(copies, weights, squared_scale) @ self.mix
         if self._outer is not None:
-            out = x.index_add(-1, getattr(self, self._outer[3]),
-                              self.outer_products(x, squared_scale).flatten(-2))
-        if not self.mix.numel():
-            return out
-        return self.add_to_scalars(out, self._ratios(copies, weights, squared_scale) @ self.mix)
+            source, target = self._outer
+            x = x.index_add(-1, getattr(self, target),
+                            self.outer_products(copies[source], squared_scale).flatten(-2))
+        return self.add_to_scalars(x, added)
 
-    def outer_products(self, x: torch.Tensor, squared_scale: torch.Tensor) -> torch.Tensor:
-        """The learned mix of v_i v_k^T / r^2 (i <= k) over Vector copies: what the
-        weight-0 rank-2 copies receive, ``[..., their copies, d * d]``."""
-        source, n_vec, dim, _ = self._outer
-        v = self.type_copies(x, source, n_vec, dim)
-        rows, cols = torch.triu_indices(n_vec, n_vec, device=x.device)
+    def outer_products(self, v: torch.Tensor, squared_scale: torch.Tensor) -> torch.Tensor:
+        """The learned mix of v_i v_k^T / r^2 (i <= k) over the Vector copies v
+        ``[..., copies, d]``: what the weight-0 rank-2 copies receive,
+        ``[..., their copies, d * d]``."""
+        rows, cols = torch.triu_indices(v.shape[-2], v.shape[-2], device=v.device)
         outer = v[..., rows, :, None] * v[..., cols, None, :]
         outer = outer.flatten(-2) / squared_scale[..., None, None]
         return (outer.transpose(-1, -2) @ self.outer_mix).transpose(-1, -2)
