@@ -9,9 +9,8 @@ import numpy as np
 import torch
 
 from softequiv.data.base import TEST, VALID
-from softequiv.nn.layers import snapped
 from softequiv.regularizers import equivariance_error
-from softequiv.train import TrainResult, soft_layers
+from softequiv.train import TrainResult, evaluate, snapped_mses, soft_layers
 
 EXACT_THRESHOLD = 0.01
 """For models without soft layers for every candidate (MLP, EMLP, RPP, augmentation,
@@ -83,13 +82,9 @@ def snap_costs(result: TrainResult) -> list[float] | None:
     X, Y = result.problem.tensors[VALID]
     device = next(iter(result.model.parameters())).device
     X, Y = X.to(device), Y.to(device)
-    base = float(((result.predict_normalized(X) - Y) ** 2).mean())
-    costs = []
-    for j in range(len(result.problem.groups)):
-        with snapped(result.model, j):
-            mse = float(((result.predict_normalized(X) - Y) ** 2).mean())
-        costs.append((mse - base) / max(base, 1e-12))
-    return costs
+    base = evaluate(result.model, X, Y)
+    return [(mse - base) / max(base, 1e-12)
+            for mse in snapped_mses(result.model, len(result.problem.groups), X, Y)]
 
 
 def build_report(result: TrainResult, *, dataset_name: str | None = None) -> dict:

@@ -207,7 +207,8 @@ class TrainResult:
         return float(np.mean((self.predict(X) - Y) ** 2))
 
 
-def _evaluate(model: nn.Module, X: torch.Tensor, Y: torch.Tensor) -> float:
+def evaluate(model: nn.Module, X: torch.Tensor, Y: torch.Tensor) -> float:
+    """The model's MSE on (X, Y), in the units of Y (eval mode, no gradients)."""
     model.eval()
     with torch.no_grad():
         return float(((model(X) - Y) ** 2).mean())
@@ -288,7 +289,7 @@ def fit(problem: Problem, config: TrainConfig) -> TrainResult:
             raise InputError(f"training diverged at epoch {epoch} (loss {epoch_loss}); "
                              "try a smaller --lr")
         selecting = epoch >= config.select_after
-        valid = _evaluate(model, Xva, Yva) if selecting or config.progress else None
+        valid = evaluate(model, Xva, Yva) if selecting or config.progress else None
         if tuner is not None and not tuner.adjusted:
             weight_norm2 = 1.0
             if tuner.rule == "relative":
@@ -318,6 +319,17 @@ def fit(problem: Problem, config: TrainConfig) -> TrainResult:
                        time.perf_counter() - start, snapped_to)
 
 
+def snapped_mses(model: nn.Module, n_groups: int, X: torch.Tensor,
+                 Y: torch.Tensor) -> list[float]:
+    """The MSE on (X, Y) of the model made exactly equivariant to each candidate in turn
+    (see :func:`~softequiv.nn.layers.snapped`)."""
+    mses = []
+    for j in range(n_groups):
+        with snapped(model, j):
+            mses.append(evaluate(model, X, Y))
+    return mses
+
+
 def snap_to_best_group(model: nn.Module, layers: list[SoftLinear], X: torch.Tensor,
                        Y: torch.Tensor) -> int | None:
     """Replace every soft layer's W by P_j W for the candidate j whose projection gives the
@@ -327,10 +339,8 @@ def snap_to_best_group(model: nn.Module, layers: list[SoftLinear], X: torch.Tens
     the remaining off-subspace weights fit noise. Projecting removes them, and choosing
     whether (and onto which group) on validation data keeps this an ordinary model
     selection step."""
-    best_mse, best_group = _evaluate(model, X, Y), None
-    for j in range(layers[0].weight_projector.n_groups):
-        with snapped(model, j):
-            mse = _evaluate(model, X, Y)
+    best_mse, best_group = evaluate(model, X, Y), None
+    for j, mse in enumerate(snapped_mses(model, layers[0].weight_projector.n_groups, X, Y)):
         if mse < best_mse:
             best_mse, best_group = mse, j
     if best_group is not None:
