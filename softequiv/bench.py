@@ -2,9 +2,11 @@
 
 Each task is a grid of settings x methods x seeds. Every run trains one model and records
 test MSE, seconds and what it discovered; the summary gives mean +- std per method and
-setting and the discovery accuracy (share of runs whose top-ranked candidate is the
-truly exact one). Results go to ``benchmarks/results/<task>.json`` and a markdown table
-between ``<!-- bench:<task> -->`` markers in README.md.
+setting, the discovery accuracy (share of runs whose top-ranked candidate is the
+truly exact one), and for soft models the verdicts per candidate and the strengths every
+tuning rule would have set from the same warm-up. Results go to
+``benchmarks/results/<task>.json`` and a markdown table between
+``<!-- bench:<task> -->`` markers in README.md.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from softequiv.data.motion import MOTION_TUNING
 from softequiv.errors import InputError
+from softequiv.tuning import RULES
+from softequiv.verdicts import BROKEN, HOLDS, UNDETERMINED
 
 RESULTS_DIR = Path("benchmarks") / "results"
 
@@ -47,35 +50,45 @@ class Task:
 
 
 PER_PROTOCOL = {"epochs": 400, "t_adj": 100, "window": 50, "lambda_init": 100.0, "p": 2.0,
-                "rule": "gradient"}
+                "rule": "error"}
+
+TRUE_BREAK = 1e-3
+"""A candidate whose ground-truth equivariance error exceeds this is broken by the data."""
 
 PUBLISHED_RECIPE = Method("PER (published recipe)", "per",
                           options=(("rule", "published"), ("penalty", "coupled")))
 """PER as published: lambda_j R_j inside Adam's loss, strengths from the minima of R_j."""
 
+GRADIENT_RULE = Method("PER (gradient rule)", "per", options=(("rule", "gradient"),))
+"""PER with the previous release's default strength rule."""
+
 TASKS: dict[str, Task] = {
     "inertia": Task("inertia",
                     [{"axis": a, "eps": e} for e in (-1.0, 0.3) for a in ("x", "y", "z")],
                     [Method("MLP", "mlp"), Method("EMLP-O(3)", "emlp"), Method("RPP-O(3)", "rpp"),
-                     Method("Mixed-RPP", "mixed-rpp"), Method("PER", "per"),
+                     Method("Mixed-RPP", "mixed-rpp"), Method("PER", "per"), GRADIENT_RULE,
                      PUBLISHED_RECIPE], PER_PROTOCOL),
-    "cossim": Task("cossim", [{"variant": v} for v in ("so3", "scale")],
+    "cossim": Task("cossim", [{"variant": "so3"}, {"variant": "scale"},
+                              {"variant": "scale", "n": [5000, 1000, 1000]}],
                    [Method("MLP", "mlp"), Method("EMLP-union", "emlp"),
                     Method("EMLP-SO(3)", "emlp", "SO(3)"),
                     Method("EMLP-Scaling(3)", "emlp", "Scaling(3)"),
                     Method("RPP-union", "rpp"), Method("Mixed-RPP", "mixed-rpp"),
-                    Method("PER", "per")], PER_PROTOCOL),
+                    Method("PER", "per"), GRADIENT_RULE], PER_PROTOCOL),
     "se3": Task("se3", [{"variant": v} for v in ("rotation", "translation")],
                 [Method("MLP", "mlp"), Method("EMLP-SE(3)", "emlp"), Method("RPP-SE(3)", "rpp"),
-                 Method("Mixed-RPP", "mixed-rpp"), Method("PER", "per")], PER_PROTOCOL),
+                 Method("Mixed-RPP", "mixed-rpp"), Method("PER", "per"), GRADIENT_RULE],
+                PER_PROTOCOL),
     "mujoco-ant": Task("mujoco-ant", [{"variant": "o3", "bodies": "torso"},
                                       {"variant": "o3", "bodies": "all"}],
                        [Method("MLP", "mlp"), Method("EMLP-O(3)", "emlp"),
                         Method("EMLP-O2xy (oracle)", "emlp", 1),
                         Method("EMLP-SO2xy (oracle)", "emlp", "SO2xy"), Method("RPP-O(3)", "rpp"),
                         Method("Mixed-RPP", "mixed-rpp"), Method("PER", "per"),
-                        Method("PER (gradient rule)", "per", options=(("rule", "gradient"),)),
-                        PUBLISHED_RECIPE], PER_PROTOCOL | MOTION_TUNING),
+                        GRADIENT_RULE,
+                        Method("PER (minima rule, p 5)", "per",
+                               options=(("rule", "published"), ("p", 5.0))),
+                        PUBLISHED_RECIPE], PER_PROTOCOL),
 }
 
 
@@ -86,7 +99,6 @@ def _run_one(job: dict) -> dict | None:
 
     from softequiv.data.registry import load_builtin_dataset
     from softequiv.discover import discover
-    from softequiv.report import snap_costs
     from softequiv.train import TrainConfig
 
     torch.set_num_threads(1)
@@ -102,8 +114,10 @@ def _run_one(job: dict) -> dict | None:
     row |= {"test_mse": report["test_mse"], "valid_mse": report["valid_mse"],
             "seconds": time.perf_counter() - start, "ranking": report["ranking"],
             "exact_reported": report["exact"], "truly_exact": dataset.exact,
-            "snap_costs": snap_costs(found.result),
-            "groups": report["groups"]}
+            "groups": report["groups"], "warnings": report["warnings"]}
+    tuner = found.result.tuner
+    if tuner is not None:
+        row["rule_lambdas"] = tuner.proposals()
     if dataset.info.get("metrics") == "ade_fde":
         from softequiv.data.base import TEST
         from softequiv.data.motion import ade_fde
@@ -161,7 +175,61 @@ def summarize(runs: list[dict]) -> list[dict]:
                                                             strict=True)]
             entry["exact_reported"] = {name: sum(name in r["exact_reported"] for r in rows)
                                        for name in (g["name"] for g in rows[0]["groups"])}
+            if all("verdict" in g for r in rows for g in r["groups"]):
+                entry["verdicts"] = verdict_counts(rows)
+                entry["false_holds"] = sum(_false_holds(r) for r in rows)
+            rules = rule_comparison(rows)
+            if rules:
+                entry["rules"] = rules
         out.append(entry)
+    return out
+
+
+def verdict_counts(rows: list[dict]) -> dict[str, dict[str, int]]:
+    """Per candidate, how many runs gave each verdict."""
+    names = [g["name"] for g in rows[0]["groups"]]
+    return {name: {v: sum(r["groups"][j]["verdict"] == v for r in rows)
+                   for v in (HOLDS, BROKEN, UNDETERMINED)}
+            for j, name in enumerate(names)}
+
+
+def _broken_by_truth(group: dict, truly_exact: list[str]) -> bool:
+    if group["true_error"] is not None:
+        return group["true_error"] > TRUE_BREAK
+    return group["name"] not in truly_exact
+
+
+def _false_holds(row: dict) -> int:
+    """Candidates the ground truth breaks that the run says hold."""
+    return sum(g.get("verdict") == HOLDS and _broken_by_truth(g, row["truly_exact"])
+               for g in row["groups"])
+
+
+def rule_comparison(rows: list[dict]) -> dict[str, dict] | None:
+    """For each tuning rule, from the warm-up every run shared: the share of runs whose
+    truly exact candidate (one, not the ambient) gets the strictly largest lambda, and the
+    median over runs of the largest lambda of a broken candidate over the exact one's."""
+    if not rows or any("rule_lambdas" not in r for r in rows):
+        return None
+    names = [g["name"] for g in rows[0]["groups"]]
+    exact = [n for n in rows[0]["truly_exact"] if n in names[1:]]
+    if len(exact) != 1:
+        return None
+    j = names.index(exact[0])
+    out = {}
+    for rule in RULES:
+        picks, ratios = [], []
+        for r in rows:
+            lam = r["rule_lambdas"].get(rule)
+            if lam is None:
+                break
+            broken = [lam[k] for k, g in enumerate(r["groups"]) if k and k != j
+                      and _broken_by_truth(g, r["truly_exact"])]
+            picks.append(all(lam[j] > b for b in broken))
+            ratios.append(max(broken) / lam[j] if broken and lam[j] > 0 else float("nan"))
+        else:
+            out[rule] = {"exact_strongest": float(np.mean(picks)),
+                         "broken_over_exact": float(np.nanmedian(ratios))}
     return out
 
 
@@ -185,20 +253,52 @@ def markdown_table(task: str, summary: list[dict], protocol: dict) -> str:
     levels = [_levels_line(s) for s in summary if s.get("levels")]
     text = "\n".join(lines) + f"\n\nProtocol: {proto}; one run per seed."
     if levels:
-        text += ("\n\nLevels PER discovered (mean final lambda / mean model equivariance "
-                 "error (the ground truth's error), runs that reported the group exact):\n\n"
-                 + "\n".join(levels))
+        text += ("\n\nLevels discovered (mean final lambda / mean model equivariance error "
+                 "(the ground truth's error); verdicts holds/broken/undetermined over the "
+                 "runs, or the runs that reported the group exact where a row predates "
+                 "verdicts):\n\n" + "\n".join(levels))
+    rules = rules_table(summary)
+    if rules:
+        text += ("\n\nTuning rules side by side, from the same warm-up of every PER run: "
+                 "the share of runs whose exact candidate gets the strictly largest lambda, "
+                 "and the median of (largest lambda of a broken candidate) / (exact "
+                 "candidate's lambda):\n\n" + rules)
     return text
 
 
 def _levels_line(entry: dict) -> str:
     setting = ", ".join(f"{k}={v}" for k, v in entry["setting"].items())
+    counts = entry.get("verdicts")
+
+    def judged(name: str) -> str:
+        if counts is None:
+            return f"{entry['exact_reported'][name]}/{entry['runs']} exact"
+        c = counts[name]
+        return f"{c[HOLDS]}/{c[BROKEN]}/{c[UNDETERMINED]}"
+
     groups = "; ".join(f"{g['name']} {g['lambda_mean']:.3g} / {g['model_error_mean']:.2g}"
                        + ("" if g.get("true_error_mean") is None
                           else f" (truth {g['true_error_mean']:.2g})")
-                       + f", {entry['exact_reported'][g['name']]}/{entry['runs']} exact"
+                       + f", {judged(g['name'])}"
                        for g in entry["levels"])
-    return f"- {setting}, {entry['method']}: {groups}"
+    false = ("" if "false_holds" not in entry
+             else f" (false holds: {entry['false_holds']})")
+    return f"- {setting}, {entry['method']}{false}: {groups}"
+
+
+def rules_table(summary: list[dict]) -> str:
+    """Markdown rows of :func:`rule_comparison` for every row that has it."""
+    entries = [s for s in summary if s.get("rules")]
+    if not entries:
+        return ""
+    lines = ["| setting | method | " + " | ".join(RULES) + " |",
+             "|---|---|" + "---|" * len(RULES)]
+    for s in entries:
+        setting = ", ".join(f"{k}={v}" for k, v in s["setting"].items())
+        cells = [(f"{100 * r['exact_strongest']:.0f}%, {r['broken_over_exact']:.2g}"
+                  if (r := s["rules"].get(rule)) else "-") for rule in RULES]
+        lines.append(f"| {setting} | {s['method']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def update_readme(task: str, table: str, readme: Path = Path("README.md")) -> None:
@@ -215,6 +315,8 @@ def update_readme(task: str, table: str, readme: Path = Path("README.md")) -> No
 
 
 def _same_value(setting_value: object, given: str) -> bool:
+    if isinstance(setting_value, list | tuple):
+        return ",".join(str(v) for v in setting_value) == given.replace(" ", "")
     if isinstance(setting_value, int | float):
         try:
             return float(given) == float(setting_value)
@@ -231,10 +333,11 @@ def matching_settings(task: str, only: list[str] | None) -> list[dict] | None:
     settings = TASKS[task].settings
     for item in only:
         key, sep, value = item.partition("=")
-        if not sep or key not in settings[0]:
+        keys = list(dict.fromkeys(k for s in TASKS[task].settings for k in s))
+        if not sep or key not in keys:
             raise InputError(f"--only takes KEY=VALUE with KEY one of "
-                             f"{', '.join(settings[0])}; got {item!r}")
-        settings = [s for s in settings if _same_value(s[key], value)]
+                             f"{', '.join(keys)}; got {item!r}")
+        settings = [s for s in settings if key in s and _same_value(s[key], value)]
     if not settings:
         raise InputError(f"--only {' '.join(only)} matches no setting of {task}")
     return settings

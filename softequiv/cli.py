@@ -135,11 +135,10 @@ def _add_discover(sub: argparse._SubParsersAction) -> None:
     tr.add_argument("--lambda-init", type=float, default=100.0)
     tr.add_argument("--t-adj", type=int, help="epoch of the strength adjustment (epochs/4)")
     tr.add_argument("--window", type=int, help="epochs of minima before --t-adj (t_adj/2)")
-    tr.add_argument("--p", type=float,
-                    help="exponent of the adjustment rule (default: the dataset's, else 2)")
+    tr.add_argument("--p", type=float, help="exponent of the adjustment rule (default 2)")
     tr.add_argument("--rule", choices=RULES,
-                    help="strength tuning rule (published: minima of R_j; default: the "
-                         "dataset's, else gradient)")
+                    help="strength tuning rule (default error: how far the data pulled the "
+                         "warmed-up model off each candidate; published: minima of R_j)")
     tr.add_argument("--patience", type=int, help="early stopping patience in epochs")
     tr.add_argument("--group", default="0",
                     help="emlp/rpp/aug/fa: which candidate (index or name)")
@@ -147,8 +146,9 @@ def _add_discover(sub: argparse._SubParsersAction) -> None:
     tr.add_argument("--penalty", default="decoupled", choices=["decoupled", "coupled"],
                     help="decoupled: penalty step outside Adam (default); coupled: published")
     tr.add_argument("--no-snap", dest="snap", action="store_false",
-                    help="per/sample: never replace the selected model by its projection onto "
-                         "a candidate (by default done when that lowers the validation MSE)")
+                    help="per/sample: keep the selected model (by default the refit with the "
+                         "lowest validation MSE is kept, free or inside a candidate that is "
+                         "not broken)")
     tr.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     tr.add_argument("--device", default="auto", help="auto, cpu or cuda")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")

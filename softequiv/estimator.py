@@ -60,8 +60,9 @@ class SymmetryRegressor:
     --------------------------
     report_ : dict
         The report, the same dict the CLI writes as ``report.json``: per-group
-        strengths, regularizers and equivariance errors, the ``exact`` symmetries and
-        the ``ranking`` of the other candidates.
+        strengths, regularizers, equivariance errors and verdicts (``holds``,
+        ``broken`` or ``undetermined``, with their evidence), the ``exact`` symmetries
+        (those that hold), the ``ranking`` of the other candidates and ``warnings``.
     result_ : softequiv.train.TrainResult
         The trained model, normalization, config and training history (``None`` on an
         estimator made by :meth:`load`).
@@ -77,7 +78,7 @@ class SymmetryRegressor:
                  method: str = "per", epochs: int = 400, lr: float = 3e-3,
                  batch_size: int = 500, ch: int = 128, layers: int = 3,
                  lambda_init: float = 100.0, t_adj: int | None = None, p: float = 2.0,
-                 rule: str = "gradient", penalty: str = "decoupled", snap: bool = True,
+                 rule: str = "error", penalty: str = "decoupled", snap: bool = True,
                  seed: int = 0, device: str = "auto", threads: int | None = None,
                  progress: bool = False):
         self.rep_in = rep_in

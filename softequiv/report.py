@@ -1,5 +1,5 @@
-"""What a run discovered: per-group levels, the judgement of which symmetries are exact,
-the ranking, the report.json schema and the levels plot."""
+"""What a run discovered: per-group levels and verdicts, the ranking, the report.json
+schema and the levels plot."""
 
 from __future__ import annotations
 
@@ -8,31 +8,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from softequiv.data.base import TEST, VALID
-from softequiv.regularizers import equivariance_error
-from softequiv.train import TrainResult, evaluate, snapped_mses, soft_layers
-
-EXACT_THRESHOLD = 0.01
-"""For models without soft layers for every candidate (MLP, EMLP, RPP, augmentation,
-frame averaging), a candidate is reported exact when the trained model's relative
-equivariance error (SPEC 6, on up to 500 test inputs, 4 random group elements each) is
-below this: 1% of the output's size."""
-
-SNAP_TOLERANCE = 0.05
-"""For soft models (PER, Mixed-RPP) a candidate is reported exact when making the model
-exactly equivariant to it (every linear layer replaced by its projection P_j W) raises
-the validation MSE by at most this fraction: the data gives no evidence against the
-symmetry. A broken symmetry costs far more (tens to thousands of percent on the
-benchmarks); a respected one usually costs about nothing, since its regularizer already
-holds the weights near the subspace. The test is one-sided: a model that leans on small
-symmetry-breaking weights fails it although the data holds the symmetry (CosSim so3:
-SO(3) held at lambda 100, yet snapping onto it raises the validation MSE by 64-125% in
-3 of 5 runs)."""
+from softequiv.data.base import TEST
+from softequiv.train import TrainResult, equivariance_errors, soft_layers
+from softequiv.verdicts import HOLDS, TOLERANCE
 
 REPORT_KEYS = ("dataset", "method", "test_mse", "valid_mse", "epochs", "seconds", "groups",
-               "exact", "ranking")
-
-ERROR_ROWS = 500
+               "exact", "ranking", "warnings")
 
 
 def group_levels(result: TrainResult, *, seed: int = 0) -> list[dict]:
@@ -44,59 +25,41 @@ def group_levels(result: TrainResult, *, seed: int = 0) -> list[dict]:
     of scalar outputs would otherwise change their relative error."""
     problem = result.problem
     dataset = problem.dataset
-    X_test = dataset.part(TEST)[0][:ERROR_ROWS]
+    X_test = dataset.part(TEST)[0]
     layers = soft_layers(result.model)
     regs = None
     if layers and layers[0].weight_projector.n_groups == len(problem.groups):
         with torch.no_grad():
             regs = torch.stack([layer.penalties() for layer in layers]).sum(0).tolist()
     lambdas = result.tuner.lambdas if result.tuner else None
+    model_errors = equivariance_errors(result.predict, problem, X_test, seed=seed)
+    true_errors = [None] * len(problem.groups)
+    if dataset.truth is not None:
+        true_errors = equivariance_errors(dataset.truth, problem, X_test, seed=seed)
+    elif dataset.true_errors:
+        true_errors = [dataset.true_errors.get(name) for name in dataset.groups]
     rows = []
-    for j, group in enumerate(problem.groups):
-        model_error = equivariance_error(result.predict, X_test, group, problem.rep_in,
-                                         problem.rep_out,
-                                         generator=torch.Generator().manual_seed(seed + j))
-        true_error = None
-        if dataset.truth is not None:
-            true_error = equivariance_error(dataset.truth, X_test, group, problem.rep_in,
-                                            problem.rep_out,
-                                            generator=torch.Generator().manual_seed(seed + j))
-        elif dataset.true_errors and dataset.groups[j] in dataset.true_errors:
-            true_error = float(dataset.true_errors[dataset.groups[j]])
+    for j, name in enumerate(dataset.groups):
         rows.append({
-            "name": dataset.groups[j],
+            "name": name,
             "lambda": None if lambdas is None else float(lambdas[j]),
             "regularizer": None if regs is None else float(regs[j]),
-            "model_error": float(model_error),
-            "true_error": None if true_error is None else float(true_error),
+            "model_error": model_errors[j],
+            "true_error": None if true_errors[j] is None else float(true_errors[j]),
         })
     return rows
 
 
-def snap_costs(result: TrainResult) -> list[float] | None:
-    """Relative rise of the validation MSE when the model is made exactly equivariant to
-    each candidate; None when the model cannot be projected onto every candidate."""
-    layers = soft_layers(result.model)
-    if not layers or layers[0].weight_projector.n_groups != len(result.problem.groups):
-        return None
-    X, Y = result.problem.tensors[VALID]
-    device = next(iter(result.model.parameters())).device
-    X, Y = X.to(device), Y.to(device)
-    base = evaluate(result.model, X, Y)
-    return [(mse - base) / max(base, 1e-12)
-            for mse in snapped_mses(result.model, len(result.problem.groups), X, Y)]
-
-
 def build_report(result: TrainResult, *, dataset_name: str | None = None) -> dict:
-    """The report.json content (exactly REPORT_KEYS) of a trained run."""
+    """The report.json content (exactly REPORT_KEYS) of a trained run: ``exact`` lists the
+    candidates whose verdict is ``holds`` (:mod:`softequiv.verdicts`); ``ranking`` orders
+    the non-ambient candidates by the model's equivariance error, most respected first."""
     groups = group_levels(result)
+    for group, found in zip(groups, result.verdicts or [], strict=True):
+        group.update(found)
     candidates = groups[1:]
     ranking = [g["name"] for g in sorted(candidates, key=lambda g: g["model_error"])]
-    costs = snap_costs(result)
-    if costs is None:
-        exact = [g["name"] for g in groups if g["model_error"] < EXACT_THRESHOLD]
-    else:
-        exact = [g["name"] for g, c in zip(groups, costs, strict=True) if c <= SNAP_TOLERANCE]
+    exact = [g["name"] for g in groups if g.get("verdict") == HOLDS]
     return {
         "dataset": dataset_name or result.problem.dataset.name,
         "method": result.config.method,
@@ -107,6 +70,7 @@ def build_report(result: TrainResult, *, dataset_name: str | None = None) -> dic
         "groups": groups,
         "exact": exact,
         "ranking": ranking,
+        "warnings": list(result.warnings),
     }
 
 
@@ -115,18 +79,27 @@ def format_table(report: dict) -> str:
     lines = [f"dataset {report['dataset']}  method {report['method']}  "
              f"test MSE {report['test_mse']:.4g}  valid MSE {report['valid_mse']:.4g}  "
              f"{report['epochs']} epochs in {report['seconds']:.1f} s",
-             f"{'group':<28}{'lambda':>10}{'R_j':>12}{'model err':>12}{'true err':>12}  exact"]
+             f"{'group':<28}{'lambda':>10}{'R_j':>12}{'model err':>12}{'true err':>12}"
+             f"  {'verdict':<13}cost (constrained / free valid MSE, {TOLERANCE:g} tolerated)"]
 
     def num(v: float | None, fmt: str) -> str:
         return "-" if v is None else format(v, fmt)
 
     for g in report["groups"]:
-        exact = "yes" if g["name"] in report["exact"] else ""
         lines.append(f"{g['name']:<28}{num(g['lambda'], '.3g'):>10}"
                      f"{num(g['regularizer'], '.3g'):>12}{num(g['model_error'], '.2e'):>12}"
-                     f"{num(g['true_error'], '.2e'):>12}  {exact}")
+                     f"{num(g['true_error'], '.2e'):>12}  {g.get('verdict', '-'):<13}"
+                     f"{_cost(g.get('evidence'))}")
     lines.append("ranking (most respected first): " + ", ".join(report["ranking"]))
+    lines += [f"warning: {w}" for w in report.get("warnings", [])]
     return "\n".join(lines)
+
+
+def _cost(evidence: dict | None) -> str:
+    if not evidence or evidence.get("value") is None:
+        return "-"
+    low, high = evidence["interval"]
+    return f"{evidence['value']:.3g} [{low:.3g}, {high:.3g}]"
 
 
 def plot_levels(report: dict, path: Path) -> None:
@@ -155,12 +128,12 @@ def plot_levels(report: dict, path: Path) -> None:
     if not np.all(np.isnan(true_err)):
         ax.bar(x + 0.2, np.maximum(np.nan_to_num(true_err, nan=1e-12), 1e-12), 0.4,
                label="ground truth")
-    ax.axhline(EXACT_THRESHOLD, color="gray", ls="--", lw=1, label="exact threshold")
     ax.set_yscale("log")
     ax.set_title("relative equivariance error")
     ax.legend(fontsize=8)
     for ax in axes:
-        ax.set_xticks(x, names, rotation=20, ha="right", fontsize=8)
+        ax.set_xticks(x, [f"{g['name']}\n{g.get('verdict', '')}" for g in groups],
+                      rotation=20, ha="right", fontsize=8)
     fig.suptitle(f"{report['dataset']} · {report['method']} · test MSE {report['test_mse']:.3g}")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -11,7 +11,7 @@ import copy
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -19,13 +19,14 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from softequiv import verdicts
 from softequiv.data.base import TEST, TRAIN, VALID, Dataset
 from softequiv.data.normalize import RepScaler
 from softequiv.errors import InputError
 from softequiv.groups import Group
 from softequiv.nn import EMLP, MLP, RPP, Augmented, FrameAveraging, MixedRPP, SoftEMLP
-from softequiv.nn.layers import SoftLinear, snapped
-from softequiv.regularizers import sample_penalty
+from softequiv.nn.layers import SoftLinear
+from softequiv.regularizers import equivariance_error, sample_penalty
 from softequiv.reps import Rep
 from softequiv.solver import Projector
 from softequiv.spec import parse_groups, parse_rep
@@ -44,10 +45,12 @@ class TrainConfig:
     ``penalty="coupled"`` adds lambda_j R_j to the loss that Adam sees (the published
     way); ``"decoupled"`` (default) applies its gradient step outside Adam, see
     :func:`decoupled_penalty_step`. ``lambda_probe`` is the starting strength before t_adj
-    (see :class:`~softequiv.tuning.StrengthTuner`). ``p`` and ``rule`` left at None take the
-    dataset's ``tuning``, else 2 and ``"gradient"``. ``snap`` (soft models only) makes the
-    selected model exactly equivariant to the candidate whose projection lowers the
-    validation MSE most, if any does (see :func:`snap_to_best_group`).
+    (see :class:`~softequiv.tuning.StrengthTuner`); ``rule`` (default ``"error"``) and ``p``
+    (default 2) set how the strengths are adjusted at t_adj, one default for every
+    dataset. ``rule_steps`` is the fit rule's refit budget, ``refit_steps`` the verdicts'
+    (Adam steps at a peak learning rate ``refit_lr``, default lr / 10; see :func:`refit`).
+    ``snap`` (soft models only) keeps, after the verdicts, the refit with the lowest
+    validation MSE among the free one and those inside a candidate that is not broken.
     """
 
     method: str = "per"
@@ -66,6 +69,9 @@ class TrainConfig:
     window: int | None = None
     p: float | None = None
     rule: str | None = None
+    rule_steps: int = 50
+    refit_steps: int = 100
+    refit_lr: float | None = None
     select_after: int | None = None
     patience: int | None = None
     normalize: bool = True
@@ -76,9 +82,9 @@ class TrainConfig:
     progress: bool = True
     threads: int | None = None
 
-    def resolved(self, tuning: dict | None = None) -> TrainConfig:
-        """A copy with defaults that depend on ``epochs`` and on the dataset's ``tuning``
-        filled in, and values checked."""
+    def resolved(self) -> TrainConfig:
+        """A copy with the defaults that depend on other values filled in, and values
+        checked."""
         if self.method not in METHODS:
             raise InputError(f"unknown method {self.method!r}; choose from {', '.join(METHODS)}")
         if self.epochs < 1:
@@ -87,10 +93,12 @@ class TrainConfig:
             raise InputError(f"unknown penalty mode {self.penalty!r}; use decoupled or coupled")
         if self.batch_size < 1 or self.ch < 1 or self.layers < 1 or self.lr <= 0:
             raise InputError("batch size, ch, layers and lr must be positive")
+        if self.refit_steps < 1 or self.rule_steps < 1:
+            raise InputError("refit_steps and rule_steps must be at least 1")
         out = copy.copy(self)
-        defaults = {"p": 2.0, "rule": "gradient"} | (tuning or {})
-        out.p = self.p if self.p is not None else float(defaults["p"])
-        out.rule = self.rule if self.rule is not None else defaults["rule"]
+        out.p = self.p if self.p is not None else 2.0
+        out.rule = self.rule if self.rule is not None else "error"
+        out.refit_lr = self.refit_lr if self.refit_lr is not None else self.lr / 10
         out.t_adj = self.t_adj if self.t_adj is not None else max(1, self.epochs // 4)
         out.window = self.window if self.window is not None else max(1, out.t_adj // 2)
         if out.select_after is None:
@@ -188,6 +196,8 @@ class TrainResult:
     best_epoch: int
     seconds: float
     snapped_to: int | None = None
+    verdicts: list[dict] | None = None
+    warnings: list[str] = field(default_factory=list)
 
     @torch.no_grad()
     def predict_normalized(self, X: torch.Tensor, batch: int = 4096) -> torch.Tensor:
@@ -207,6 +217,22 @@ class TrainResult:
         return float(np.mean((self.predict(X) - Y) ** 2))
 
 
+ERROR_ROWS = 500
+"""Inputs on which equivariance errors are measured (the first rows of a split)."""
+
+
+def equivariance_errors(function: Callable[[np.ndarray], np.ndarray], problem: Problem,
+                        X: np.ndarray, *, seed: int = 0) -> list[float]:
+    """The relative equivariance error (SPEC 6) of ``function`` (inputs to outputs, both in
+    the data's units: a model's ``predict`` or a dataset's truth) under every candidate,
+    on the first ``ERROR_ROWS`` rows of X; candidate j draws group elements from seed + j,
+    so two functions are compared on the same elements."""
+    X = X[:ERROR_ROWS]
+    return [float(equivariance_error(function, X, group, problem.rep_in, problem.rep_out,
+                                     generator=torch.Generator().manual_seed(seed + j)))
+            for j, group in enumerate(problem.groups)]
+
+
 def evaluate(model: nn.Module, X: torch.Tensor, Y: torch.Tensor) -> float:
     """The model's MSE on (X, Y), in the units of Y (eval mode, no gradients)."""
     model.eval()
@@ -215,141 +241,218 @@ def evaluate(model: nn.Module, X: torch.Tensor, Y: torch.Tensor) -> float:
 
 
 def fit(problem: Problem, config: TrainConfig) -> TrainResult:
-    """Train the method's model on ``problem`` and return the best validation epoch's model."""
-    config = config.resolved(problem.dataset.tuning)
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    torch.manual_seed(config.seed)
-    np.random.seed(config.seed)
-    device = _device(config.device)
+    """Train the method's model on ``problem``, stage by stage: warm-up, strength
+    adjustment, training, selection of the best validation epoch, refits free and inside
+    each candidate, verdicts, and the snap onto the best candidate that holds."""
+    config = config.resolved()
     start = time.perf_counter()
-    model = build_model(problem, config).to(device)
-    layers = soft_layers(model)
-    tuner = None
-    if config.method in ("per", "sample") and len(problem.groups) > 1:
-        tuner = StrengthTuner(len(problem.groups), lambda_init=config.lambda_init,
-                              lambda_probe=config.lambda_probe,
-                              t_adj=config.t_adj, window=config.window, p=config.p,
-                              rule=config.rule)
-    probe = None
-    if tuner is not None and tuner.rule == "gradient":
-        if config.method == "per" and config.penalty == "decoupled":
-            probe = GradientProbe(layers, config.t_adj - config.window, config.t_adj)
-        else:
-            tuner.rule = "published"  # the data gradient alone is only seen when decoupled
-    free = {id(p) for layer in layers for p in layer.free_parameters()}
-    params = list(model.parameters())
-    optimizer = torch.optim.Adam(params, lr=config.lr)
-    Xtr, Ytr = (t.to(device) for t in problem.tensors[TRAIN])
-    Xva, Yva = (t.to(device) for t in problem.tensors[VALID])
-    n = len(Xtr)
-    steps_per_epoch = math.ceil(n / config.batch_size)
-    total_steps = config.epochs * steps_per_epoch
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total_steps) / total_steps)))
-    generator = torch.Generator().manual_seed(config.seed)
-    history: list[dict] = []
-    best = (math.inf, -1, None)
-    bar = tqdm(range(config.epochs), disable=not config.progress, file=sys.stderr,
-               desc=config.method, leave=False, dynamic_ncols=True)
-    for epoch in bar:
+    run = Training(problem, config)
+    run.train_epochs(0, config.t_adj)
+    run.adjust_strengths()
+    run.train_epochs(config.t_adj, config.epochs)
+    run.select_best_epoch()
+    refits = run.refit_candidates()
+    verdicts, warnings = run.judge(refits)
+    snapped_to = run.snap(refits, verdicts)
+    return TrainResult(run.model, problem, config, run.tuner, run.history, run.best_epoch,
+                       time.perf_counter() - start, snapped_to, verdicts, warnings)
+
+
+class Training:
+    """One run's model, optimizer, strengths and history, advanced stage by stage by
+    :func:`fit`."""
+
+    def __init__(self, problem: Problem, config: TrainConfig):
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        torch.manual_seed(config.seed)
+        np.random.seed(config.seed)
+        self.problem, self.config = problem, config
+        self.device = device = _device(config.device)
+        self.model = build_model(problem, config).to(device)
+        self.layers = soft_layers(self.model)
+        self.soft = config.method in ("per", "sample") and bool(self.layers)
+        self.decoupled = config.method == "per" and config.penalty == "decoupled" and bool(
+            self.layers)
+        self.tuner = None
+        if config.method in ("per", "sample") and len(problem.groups) > 1:
+            self.tuner = StrengthTuner(len(problem.groups), lambda_init=config.lambda_init,
+                                       lambda_probe=config.lambda_probe, t_adj=config.t_adj,
+                                       window=config.window, p=config.p, rule=config.rule)
+        self.probe = None
+        if self.tuner is not None and self.decoupled:
+            self.probe = GradientProbe(self.layers, config.t_adj - config.window, config.t_adj)
+        self.free = {id(p) for layer in self.layers for p in layer.free_parameters()}
+        self.params = list(self.model.parameters())
+        self.optimizer = torch.optim.Adam(self.params, lr=config.lr)
+        self.train = tuple(t.to(device) for t in problem.tensors[TRAIN])
+        self.valid = tuple(t.to(device) for t in problem.tensors[VALID])
+        self.steps_per_epoch = math.ceil(len(self.train[0]) / config.batch_size)
+        total_steps = config.epochs * self.steps_per_epoch
+        self.schedule = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer,
+            lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total_steps) / total_steps)))
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.history: list[dict] = []
+        self.best: tuple[float, int, dict | None] = (math.inf, -1, None)
+        self.stopped = False
+        self.bar = tqdm(total=config.epochs, disable=not config.progress, file=sys.stderr,
+                        desc=config.method, leave=False, dynamic_ncols=True)
+
+    @property
+    def best_epoch(self) -> int:
+        return self.best[1]
+
+    def train_epochs(self, first: int, stop: int) -> None:
+        """Train epochs ``first`` .. ``stop - 1`` (fewer after an early stop)."""
+        for epoch in range(first, min(stop, self.config.epochs)):
+            if self.stopped:
+                return
+            loss, regularizers = self.train_epoch(epoch)
+            self.record(epoch, loss, regularizers)
+
+    def train_epoch(self, epoch: int) -> tuple[float, np.ndarray]:
+        """One pass over the training rows; the epoch's mean loss and mean R_j."""
+        config, model, layers = self.config, self.model, self.layers
+        Xtr, Ytr = self.train
         model.train()
-        order = torch.randperm(n, generator=generator).to(device)
-        lambdas = torch.tensor(tuner.lambdas if tuner else [0.0] * len(problem.groups),
-                               dtype=torch.float64, device=device)
-        epoch_loss, epoch_reg = 0.0, np.zeros(len(problem.groups))
-        for i in range(steps_per_epoch):
+        order = torch.randperm(len(Xtr), generator=self.generator).to(self.device)
+        lambdas = torch.tensor(self.tuner.lambdas if self.tuner else
+                               [0.0] * len(self.problem.groups),
+                               dtype=torch.float64, device=self.device)
+        epoch_loss = torch.zeros((), dtype=torch.float64, device=self.device)
+        epoch_reg = torch.zeros(len(self.problem.groups), dtype=torch.float64, device=self.device)
+        probing = self.probe is not None and self.probe.active(epoch)
+        for i in range(self.steps_per_epoch):
             idx = order[i * config.batch_size:(i + 1) * config.batch_size]
             x, y = Xtr[idx], Ytr[idx]
-            pred = model(x)
-            loss = ((pred - y) ** 2).mean()
-            decoupled = config.method == "per" and config.penalty == "decoupled" and layers
-            reg = None if decoupled else _regularizers(model, layers, problem, config, x,
-                                                       generator, device)
+            loss = ((model(x) - y) ** 2).mean()
+            reg = None if self.decoupled else _regularizers(model, layers, self.problem, config,
+                                                            x, self.generator, self.device)
             if reg is not None:
                 loss = loss + (lambdas * reg).sum().to(loss.dtype)
-                epoch_reg += reg.detach().cpu().numpy() / steps_per_epoch
-            decay = _weight_decay(params, free, config)
+                epoch_reg += reg.detach()
+            decay = _weight_decay(self.params, self.free, config)
             if decay is not None:
                 loss = loss + decay
-            optimizer.zero_grad(set_to_none=True)
+            self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            if probe is not None and probe.active(epoch):
-                probe.accumulate()
-            if decoupled and config.damp_gradients:
-                damp_gradients(layers, lambdas * schedule.get_last_lr()[0])
-            optimizer.step()
-            if decoupled:
-                rate = lambdas * schedule.get_last_lr()[0]
-                reg = decoupled_penalty_step(layers, rate)
-                epoch_reg += reg.cpu().numpy() / steps_per_epoch
-            schedule.step()
-            epoch_loss += float(loss.detach()) / steps_per_epoch
-        if not math.isfinite(epoch_loss):
-            raise InputError(f"training diverged at epoch {epoch} (loss {epoch_loss}); "
+            if probing:
+                self.probe.accumulate()
+            if self.decoupled and config.damp_gradients:
+                damp_gradients(layers, lambdas * self.schedule.get_last_lr()[0])
+            self.optimizer.step()
+            if self.decoupled:
+                rate = lambdas * self.schedule.get_last_lr()[0]
+                epoch_reg += decoupled_penalty_step(layers, rate)
+            self.schedule.step()
+            epoch_loss += loss.detach()
+        mean_loss = float(epoch_loss) / self.steps_per_epoch
+        if not math.isfinite(mean_loss):
+            raise InputError(f"training diverged at epoch {epoch} (loss {mean_loss}); "
                              "try a smaller --lr")
+        return mean_loss, (epoch_reg / self.steps_per_epoch).cpu().numpy()
+
+    def record(self, epoch: int, loss: float, regularizers: np.ndarray) -> None:
+        """Validation, the tuner's observations, history, best epoch, progress, patience."""
+        config = self.config
         selecting = epoch >= config.select_after
-        valid = evaluate(model, Xva, Yva) if selecting or config.progress else None
-        if tuner is not None and not tuner.adjusted:
-            weight_norm2 = 1.0
-            if tuner.rule == "relative":
-                weight_norm2 = sum(float(layer.effective_weight()[0].detach().double()
-                                         .square().sum()) for layer in layers) or 1.0
-            levels = probe.levels() if probe is not None and probe.active(epoch) else epoch_reg
-            tuner.observe(epoch, levels, weight_norm2)
-        record = {"epoch": epoch, "train_loss": epoch_loss, "valid_mse": valid,
-                  "regularizers": epoch_reg.tolist(),
-                  "lambdas": list(tuner.lambdas) if tuner else None}
-        history.append(record)
-        if selecting and valid < best[0]:
-            best = (valid, epoch, copy.deepcopy(model.state_dict()))
-        bar.set_postfix_str(f"train {epoch_loss:.4f}" + (
+        valid = evaluate(self.model, *self.valid) if selecting or config.progress else None
+        tuner = self.tuner
+        if tuner is not None and tuner.in_window(epoch):
+            gradient = self.probe.levels() if self.probe is not None else None
+            weight_norm2 = sum(float(layer.effective_weight()[0].detach().double().square()
+                                     .sum()) for layer in self.layers) or 1.0
+            tuner.observe(epoch, regularizers, gradient=gradient, weight_norm2=weight_norm2)
+        self.history.append({"epoch": epoch, "train_loss": loss, "valid_mse": valid,
+                             "regularizers": regularizers.tolist(),
+                             "lambdas": list(tuner.lambdas) if tuner else None})
+        if selecting and valid < self.best[0]:
+            self.best = (valid, epoch, copy.deepcopy(self.model.state_dict()))
+        self.bar.update(1)
+        self.bar.set_postfix_str(f"train {loss:.4f}" + (
             f" valid {valid:.4f}" if valid is not None else "") + (
             " λ " + "/".join(f"{v:.3g}" for v in tuner.lambdas[1:]) if tuner else ""))
-        if config.patience and best[1] >= 0 and epoch - best[1] > config.patience:
-            break
-    bar.close()
-    if best[2] is not None:
-        model.load_state_dict(best[2])
-    model.eval()
-    snapped_to = None
-    if config.snap and config.method in ("per", "sample") and layers:
-        snapped_to = snap_to_best_group(model, layers, Xva, Yva)
-    return TrainResult(model, problem, config, tuner, history, best[1],
-                       time.perf_counter() - start, snapped_to)
+        if config.patience and self.best[1] >= 0 and epoch - self.best[1] > config.patience:
+            self.stopped = True
 
+    def adjust_strengths(self) -> None:
+        """At ``t_adj``: rescale the lambdas once by the tuner's rule (see
+        :mod:`softequiv.tuning`), after measuring the warmed-up model's equivariance
+        error under each candidate on validation inputs (and, for the fit rule, what
+        holding each candidate costs, :func:`fit_costs`)."""
+        tuner = self.tuner
+        if tuner is None or self.stopped or self.config.t_adj >= self.config.epochs:
+            return
+        partial = TrainResult(self.model, self.problem, self.config, None, [], 0, 0.0)
+        errors = equivariance_errors(partial.predict, self.problem,
+                                     self.problem.dataset.part(VALID)[0], seed=self.config.seed)
+        costs = None
+        if tuner.rule == "fit" and self.soft:
+            costs = [None] + fit_costs(self.model, self.layers, self.train, self.valid,
+                                       range(1, len(self.problem.groups)),
+                                       self._refit_options(self.config.rule_steps))
+        tuner.adjust(errors=[None] + errors[1:], costs=costs)
 
-def snapped_mses(model: nn.Module, n_groups: int, X: torch.Tensor,
-                 Y: torch.Tensor) -> list[float]:
-    """The MSE on (X, Y) of the model made exactly equivariant to each candidate in turn
-    (see :func:`~softequiv.nn.layers.snapped`)."""
-    mses = []
-    for j in range(n_groups):
-        with snapped(model, j):
-            mses.append(evaluate(model, X, Y))
-    return mses
+    def select_best_epoch(self) -> None:
+        """Load the best validation epoch's weights (counted from ``select_after``)."""
+        self.bar.close()
+        if self.best[2] is not None:
+            self.model.load_state_dict(self.best[2])
+        self.model.eval()
 
+    def refit_candidates(self) -> dict[int | None, Refit] | None:
+        """The selected soft model refit free (key None) and inside every candidate's
+        subspace, for the same budget; None when no verdict can come of it (a model that
+        cannot be constrained, too few validation rows)."""
+        if self._unjudged() is not None:
+            return None
+        options = self._refit_options(self.config.refit_steps)
+        return {group: refit(self.model, self.layers, self.train, self.valid, group=group,
+                             **options)
+                for group in (None, *range(len(self.problem.groups)))}
 
-def snap_to_best_group(model: nn.Module, layers: list[SoftLinear], X: torch.Tensor,
-                       Y: torch.Tensor) -> int | None:
-    """Replace every soft layer's W by P_j W for the candidate j whose projection gives the
-    lowest validation MSE, if that is lower than the unprojected model's; return j.
+    def judge(self, refits: dict[int | None, Refit] | None) -> tuple[list[dict], list[str]]:
+        """Verdict and evidence per candidate (:mod:`softequiv.verdicts`), and warnings."""
+        names = self.problem.dataset.groups
+        if refits is None:
+            reason = self._unjudged()
+            return verdicts.undetermined(len(names), reason), [f"verdicts undetermined: {reason}"]
+        found, warnings = verdicts.judge(refits[None].errors,
+                                         [refits[j].errors for j in range(len(names))],
+                                         self.valid[1], names=names,
+                                         inside=nested_subspaces(self.layers, len(names)),
+                                         seed=self.config.seed)
+        straddling = verdicts.straddle_warning(names, found)
+        return found, warnings + ([straddling] if straddling else [])
 
-    A soft model ends near the subspace of each symmetry the data respects, but not in it:
-    the remaining off-subspace weights fit noise. Projecting removes them, and choosing
-    whether (and onto which group) on validation data keeps this an ordinary model
-    selection step."""
-    best_mse, best_group = evaluate(model, X, Y), None
-    for j, mse in enumerate(snapped_mses(model, layers[0].weight_projector.n_groups, X, Y)):
-        if mse < best_mse:
-            best_mse, best_group = mse, j
-    if best_group is not None:
-        with torch.no_grad():
-            for layer in layers:
-                for param, projector, as_matrix in _weight_and_bias(layer):
-                    param.copy_(projector.project(as_matrix(param), best_group).reshape(
-                        param.shape))
-    return best_group
+    def _unjudged(self) -> str | None:
+        """Why no candidate can be judged before any refit, or None."""
+        constrainable = self.soft and all(
+            layer.weight is not None and
+            layer.weight_projector.n_groups == len(self.problem.groups) for layer in self.layers)
+        if not constrainable:
+            return (f"method {self.config.method} cannot be constrained to each candidate; "
+                    "verdicts need a soft model (method per or sample)")
+        return verdicts.guard(len(self.valid[0]), None)
+
+    def snap(self, refits: dict[int | None, Refit] | None, found: list[dict]) -> int | None:
+        """With ``config.snap``: keep whichever refit has the lowest validation MSE, among
+        the free one and those inside a candidate that is not broken; return that
+        candidate (the model is then exactly equivariant to it)."""
+        if not self.config.snap or refits is None:
+            return None
+        options = [refits[None]] + [refits[j] for j, v in enumerate(found)
+                                    if v["verdict"] != verdicts.BROKEN]
+        chosen = min(options, key=lambda r: r.mse)
+        load_parameters(self.model, chosen.state)
+        self.model.eval()
+        return chosen.group
+
+    def _refit_options(self, steps: int) -> dict:
+        config = self.config
+        return {"steps": steps, "lr": config.refit_lr, "batch_size": config.batch_size,
+                "seed": config.seed}
 
 
 class GradientProbe:
@@ -451,3 +554,153 @@ def _weight_decay(params: list[nn.Parameter], free: set[int],
 
 def config_dict(config: TrainConfig) -> dict:
     return asdict(config)
+
+
+@dataclass
+class Refit:
+    """A model trained on from a starting point for a short budget, free (``group`` None)
+    or inside candidate ``group``'s equivariant subspace: the best checkpoint's parameters
+    and per-row validation errors (checkpoint 0 is the starting point itself)."""
+
+    group: int | None
+    state: dict[str, torch.Tensor]
+    errors: torch.Tensor
+    step: int
+    history: list[float]
+
+    @property
+    def mse(self) -> float:
+        return float(self.errors.mean())
+
+
+REFIT_CHECKPOINTS = 20
+"""Validation checks during a refit (the best one is kept)."""
+
+REFIT_WARMUP = 0.2
+"""Share of a refit's steps over which the learning rate ramps up: a fresh Adam takes
+steps of about ``lr`` in every coordinate whatever the gradient's size, which throws a
+converged model far off before its moment estimates settle."""
+
+
+def refit(model: nn.Module, layers: list[SoftLinear], train: tuple[torch.Tensor, torch.Tensor],
+          valid: tuple[torch.Tensor, torch.Tensor], *, group: int | None, steps: int,
+          lr: float, batch_size: int, seed: int) -> Refit:
+    """Train ``model`` on for ``steps`` Adam steps on the data loss alone (learning rate
+    ramped up to ``lr``, then cosine to zero) and keep its best validation checkpoint;
+    the model's parameters are left as they came.
+
+    With ``group`` set the model first moves to its projection onto that candidate and
+    stays inside the subspace (every step projects the gradients and the weights, as a
+    hard EMLP of the group trains): the best exactly equivariant model the budget reaches
+    from here. The same budget, schedule and batch order for every ``group`` (None
+    included) make the results comparable row by row."""
+    start = parameters_copy(model)
+    Xtr, Ytr = train
+    n = len(Xtr)
+    if group is not None:
+        constrain(layers, group)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    ramp = max(1, round(REFIT_WARMUP * steps))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min(1.0, (s + 1) / ramp) * 0.5 * (1 + math.cos(math.pi * s / steps)))
+    generator = torch.Generator().manual_seed(seed)
+    every = max(1, steps // REFIT_CHECKPOINTS)
+    best_errors = row_errors(model, *valid)
+    best = (float(best_errors.mean()), 0, parameters_copy(model))
+    history = [best[0]]
+    order, position = torch.randperm(n, generator=generator).to(Xtr.device), 0
+    model.train()
+    for step in range(1, steps + 1):
+        if position >= n:
+            order, position = torch.randperm(n, generator=generator).to(Xtr.device), 0
+        idx = order[position:position + batch_size]
+        position += batch_size
+        loss = ((model(Xtr[idx]) - Ytr[idx]) ** 2).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if group is not None:
+            _project_gradients(layers, group)
+        optimizer.step()
+        schedule.step()
+        if group is not None:
+            constrain(layers, group)
+        if step % every == 0 or step == steps:
+            errors = row_errors(model, *valid)
+            history.append(float(errors.mean()))
+            if history[-1] < best[0]:
+                best, best_errors = (history[-1], step, parameters_copy(model)), errors
+            model.train()
+    load_parameters(model, start)
+    model.eval()
+    return Refit(group, best[2], best_errors, best[1], history)
+
+
+def fit_costs(model: nn.Module, layers: list[SoftLinear], train: tuple[torch.Tensor, torch.Tensor],
+              valid: tuple[torch.Tensor, torch.Tensor], groups: Iterable[int],
+              options: dict) -> list[float]:
+    """What holding each of ``groups`` costs the model: the relative rise of the validation
+    MSE of its refit inside the group over its free refit (same budget), the fit rule's
+    measurement (:mod:`softequiv.tuning`)."""
+    free = refit(model, layers, train, valid, group=None, **options).mse
+    return [refit(model, layers, train, valid, group=j, **options).mse / max(free, 1e-300) - 1
+            for j in groups]
+
+
+def nested_subspaces(layers: list[SoftLinear], n_groups: int) -> list[list[int]]:
+    """For every candidate j, the candidates k whose equivariant subspace (over every soft
+    layer's weight and bias) lies inside j's, j included: P_j P_k W = P_k W, checked on a
+    seeded random W in float64 (generic, so it holds only if the subspaces are nested)."""
+    generator = torch.Generator().manual_seed(0)
+    probes = [(projector, torch.randn(*projector.shape, dtype=torch.float64,
+                                      generator=generator).to(layer.weight.device))
+              for layer in layers for projector in (layer.weight_projector,
+                                                    layer.bias_projector)]
+    inside = [[j] for j in range(n_groups)]
+    for j in range(n_groups):
+        for k in range(n_groups):
+            if k != j and all(_contains(projector, W, j, k) for projector, W in probes):
+                inside[j].append(k)
+    return inside
+
+
+def _contains(projector: Projector, W: torch.Tensor, outer: int, inner: int) -> bool:
+    inner_part = projector.project(W, inner)
+    gap = projector.project(inner_part, outer) - inner_part
+    return float(gap.norm()) <= 1e-8 * max(float(inner_part.norm()), 1e-300)
+
+
+def constrain(layers: list[SoftLinear], group: int) -> None:
+    """Replace every soft layer's weight and bias by its projection onto ``group``."""
+    with torch.no_grad():
+        for layer in layers:
+            for param, projector, as_matrix in _weight_and_bias(layer):
+                param.copy_(projector.project(as_matrix(param), group).reshape(param.shape))
+
+
+def _project_gradients(layers: list[SoftLinear], group: int) -> None:
+    with torch.no_grad():
+        for layer in layers:
+            for param, projector, as_matrix in _weight_and_bias(layer):
+                param.grad.copy_(projector.project(as_matrix(param.grad), group)
+                                 .reshape(param.shape))
+
+
+def row_errors(model: nn.Module, X: torch.Tensor, Y: torch.Tensor,
+               batch: int = 4096) -> torch.Tensor:
+    """Each row's squared error averaged over outputs, float64 ``[n]`` (eval mode)."""
+    model.eval()
+    with torch.no_grad():
+        return torch.cat([((model(X[i:i + batch]) - Y[i:i + batch]).double() ** 2)
+                          .reshape(len(X[i:i + batch]), -1).mean(1)
+                          for i in range(0, len(X), batch)])
+
+
+def parameters_copy(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {name: p.detach().clone() for name, p in model.named_parameters()}
+
+
+def load_parameters(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Copy saved parameters back in place (buffers and projector caches stay)."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.copy_(state[name])

@@ -44,10 +44,38 @@ def test_markdown_table_and_readme_markers(tmp_path):
     assert "axis=z, eps=0.3 | PER | 1 | 1 ± 0" in table and "100%" in table
     assert "- axis=z, eps=0.3, PER: O(3) 1 / 0.1, 0/1 exact; O2xy 1 / 0.1, 0/1 exact" in table
     readme = tmp_path / "README.md"
-    readme.write_text("a\n<!-- bench:inertia -->\nold\n<!-- /bench:inertia -->\nb\n")
+    readme.write_text("a\n<!-- bench:inertia -->\nSTALE\n<!-- /bench:inertia -->\nb\n")
     update_readme("inertia", table, readme)
     text = readme.read_text()
-    assert "old" not in text and table in text and text.startswith("a\n") and text.endswith("b\n")
+    assert "STALE" not in text and table in text and text.startswith("a\n") and text.endswith("b\n")
+
+
+def judged(verdicts, truths, lambdas=None):
+    return [{"name": n, "lambda": 1.0, "model_error": 0.1, "true_error": t, "verdict": v}
+            for n, v, t in zip(("O(3)", "O2xy", "O2yz", "O2xz"), verdicts, truths, strict=True)]
+
+
+def test_summary_counts_verdicts_false_holds_and_compares_rules():
+    truths = [0.4, 1e-16, 0.3, 0.3]
+    rows = [run("PER", seed, 1.0, ["O2xy", "O2yz", "O2xz"]) for seed in range(3)]
+    rows[0]["groups"] = judged(["broken", "holds", "broken", "broken"], truths)
+    rows[1]["groups"] = judged(["broken", "undetermined", "holds", "broken"], truths)
+    rows[2]["groups"] = judged(["undetermined", "holds", "broken", "broken"], truths)
+    rules = [{"fit": [0, 100, 1, 2], "gradient": [0, 100, 100, 3]},
+             {"fit": [0, 100, 10, 1], "gradient": [0, 50, 100, 3]},
+             {"fit": [0, 100, 4, 4], "gradient": [0, 100, 1, 1]}]
+    for row, lam in zip(rows, rules, strict=True):
+        row["rule_lambdas"] = lam
+    (per,) = summarize(rows)
+    assert per["verdicts"]["O2xy"] == {"holds": 2, "broken": 0, "undetermined": 1}
+    assert per["verdicts"]["O(3)"] == {"holds": 0, "broken": 2, "undetermined": 1}
+    assert per["false_holds"] == 1  # O2yz holds in run 1, but the truth breaks it
+    assert per["rules"]["fit"] == {"exact_strongest": 1.0, "broken_over_exact": 0.04}
+    assert per["rules"]["gradient"]["exact_strongest"] == pytest.approx(1 / 3)
+    assert "published" not in per["rules"]  # no run measured it
+    table = markdown_table("inertia", [per], {"epochs": 10})
+    assert "(false holds: 1): O(3) 1 / 0.1 (truth 0.4), 0/2/1" in table
+    assert "| axis=z, eps=0.3 | PER | 100%, 0.04 |" in table
 
 
 def test_bad_task_method_and_seeds_are_input_errors():
@@ -63,7 +91,8 @@ def test_a_tiny_grid_runs_end_to_end_without_touching_the_readme(tmp_path, monke
     monkeypatch.chdir(tmp_path)
     (tmp_path / "README.md").write_text("<!-- bench:cossim -->\nold\n<!-- /bench:cossim -->\n")
     out = tmp_path / "cossim.json"
-    tiny = {"epochs": 4, "t_adj": 2, "window": 1, "ch": 8, "layers": 1}
+    tiny = {"epochs": 4, "t_adj": 2, "window": 1, "ch": 8, "layers": 1,
+            "refit_steps": 4, "rule_steps": 2}
     result = run_benchmark("cossim", seeds=1, methods=["MLP", "per"],
                            settings=[{"variant": "so3"}], workers=1, protocol=tiny, out=out,
                            readme=False)
@@ -72,12 +101,15 @@ def test_a_tiny_grid_runs_end_to_end_without_touching_the_readme(tmp_path, monke
     assert {r["label"] for r in saved["runs"]} == {"MLP", "PER"}
     per = next(r for r in saved["runs"] if r["label"] == "PER")
     assert per["truly_exact"] == ["SO(3)"] and len(per["ranking"]) == 2
+    assert all(g["verdict"] in ("holds", "broken", "undetermined") for g in per["groups"])
+    assert set(per["rule_lambdas"]) >= {"error", "published", "relative"}
     assert np.isfinite(per["test_mse"]) and saved["protocol"]["epochs"] == 4
     assert "old" in (tmp_path / "README.md").read_text()
 
 
 def test_a_row_with_its_own_options_trains_with_them(tmp_path):
-    tiny = {"epochs": 3, "t_adj": 1, "window": 1, "ch": 8, "layers": 1}
+    tiny = {"epochs": 3, "t_adj": 1, "window": 1, "ch": 8, "layers": 1,
+            "refit_steps": 4, "rule_steps": 2}
     result = run_benchmark("inertia", seeds=1, methods=["PER (published recipe)"],
                            settings=[{"axis": "z", "eps": -1.0}], workers=1, protocol=tiny,
                            out=tmp_path / "inertia.json", readme=False)
@@ -88,7 +120,8 @@ def test_a_row_with_its_own_options_trains_with_them(tmp_path):
 
 
 def test_merge_keeps_the_other_methods_rows(tmp_path):
-    tiny = {"epochs": 3, "t_adj": 1, "window": 1, "ch": 8, "layers": 1}
+    tiny = {"epochs": 3, "t_adj": 1, "window": 1, "ch": 8, "layers": 1,
+            "refit_steps": 4, "rule_steps": 2}
     out = tmp_path / "cossim.json"
     common = dict(seeds=1, settings=[{"variant": "so3"}], workers=1, protocol=tiny, out=out,
                   readme=False)
@@ -102,7 +135,8 @@ def test_merge_keeps_the_other_methods_rows(tmp_path):
 
 
 def test_merge_adds_seeds_and_settings_without_redoing_the_rest(tmp_path):
-    tiny = {"epochs": 3, "t_adj": 1, "window": 1, "ch": 8, "layers": 1}
+    tiny = {"epochs": 3, "t_adj": 1, "window": 1, "ch": 8, "layers": 1,
+            "refit_steps": 4, "rule_steps": 2}
     out = tmp_path / "cossim.json"
     common = dict(methods=["MLP"], workers=1, protocol=tiny, out=out, readme=False)
     first = run_benchmark("cossim", seeds=1, settings=[{"variant": "so3"}], **common)
@@ -118,7 +152,8 @@ def test_merge_adds_seeds_and_settings_without_redoing_the_rest(tmp_path):
 def test_a_row_for_a_named_group_skips_settings_without_it(tmp_path, monkeypatch):
     from softequiv import bench
 
-    tiny = {"epochs": 2, "t_adj": 1, "window": 1, "ch": 8, "layers": 1}
+    tiny = {"epochs": 2, "t_adj": 1, "window": 1, "ch": 8, "layers": 1,
+            "refit_steps": 4, "rule_steps": 2}
     task = bench.TASKS["cossim"]
     rows = [bench.Method("EMLP-Scaling", "emlp", "Scaling(3)"),
             bench.Method("EMLP-absent", "emlp", "O2xy")]

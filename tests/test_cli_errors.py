@@ -289,18 +289,14 @@ def test_bench_rejects_unknown_task(capsys):
     assert "invalid choice" in capsys.readouterr().err
 
 
-def test_discover_takes_the_datasets_tuning_unless_the_user_sets_one(tmp_path):
+def test_discover_uses_one_default_rule_unless_the_user_sets_one(tmp_path):
     from softequiv.cli import _train_config, build_parser
 
     data = inertia(n=(10, 5, 5))
-    data.tuning = {"rule": "published", "p": 5.0}
     parser = build_parser()
     base = ["discover", "--dataset", "inertia", "--out", str(tmp_path / "run")]
-    config = _train_config(parser.parse_args(base), data).resolved(data.tuning)
-    assert (config.rule, config.p) == ("published", 5.0)
+    config = _train_config(parser.parse_args(base), data).resolved()
+    assert (config.rule, config.p) == ("error", 2.0)
     config = _train_config(parser.parse_args(base + ["--rule", "gradient", "--p", "3"]),
-                           data).resolved(data.tuning)
+                           data).resolved()
     assert (config.rule, config.p) == ("gradient", 3.0)
-    data.tuning = {}
-    config = _train_config(parser.parse_args(base), data).resolved(data.tuning)
-    assert (config.rule, config.p) == ("gradient", 2.0)

@@ -14,10 +14,12 @@ from softequiv.data.base import TEST, VALID
 from softequiv.data.registry import load_builtin_dataset
 from softequiv.discover import RUN_FILES, discover, load_run, save_run
 from softequiv.errors import InputError
-from softequiv.report import EXACT_THRESHOLD, REPORT_KEYS, group_levels
+from softequiv.report import REPORT_KEYS, group_levels
 from softequiv.train import Problem, TrainConfig, TrainResult
 
-GROUP_KEYS = {"name", "lambda", "regularizer", "model_error", "true_error"}
+GROUP_KEYS = {"name", "lambda", "regularizer", "model_error", "true_error", "verdict",
+              "evidence"}
+EVIDENCE_KEYS = {"statistic", "value", "interval", "level", "tolerance", "reason"}
 INERTIA_GROUPS = ["O(3)", "O2xy", "O2yz", "O2xz"]
 EXACT_PLANE = {"z": "O2xy", "x": "O2yz", "y": "O2xz"}
 TRUE_EXACT = 1e-10  # ground-truth error of the exact plane (float64 numpy function)
@@ -52,12 +54,16 @@ def check_report(report: dict, method: str, names: list[str], epochs: int) -> No
     for g in report["groups"]:
         assert set(g) == GROUP_KEYS
         assert 0.0 <= g["model_error"] <= 1.0
+        assert g["verdict"] in ("holds", "broken", "undetermined")
+        assert set(g["evidence"]) == EVIDENCE_KEYS
+        if g["evidence"]["interval"] is None:
+            assert g["verdict"] == "undetermined" and g["evidence"]["reason"]
     by_name = {g["name"]: g for g in report["groups"]}
     assert sorted(report["ranking"]) == sorted(names[1:])  # candidates only, ambient excluded
     errors = [by_name[n]["model_error"] for n in report["ranking"]]
     assert errors == sorted(errors)
-    assert report["exact"] == [g["name"] for g in report["groups"]
-                               if g["model_error"] < EXACT_THRESHOLD]
+    assert report["exact"] == [g["name"] for g in report["groups"] if g["verdict"] == "holds"]
+    assert all(isinstance(w, str) and "\n" not in w for w in report["warnings"])
 
 
 def check_reload(out: Path, report: dict, dataset) -> None:
@@ -213,19 +219,32 @@ def test_per_ranks_the_exact_plane_first_with_published_strength(axis, seed, tmp
     check_ranking(read_report(out), axis, 100)
 
 
-def test_unset_tuning_takes_the_datasets_and_the_run_records_it():
-    """p and rule left at None come from Dataset.tuning (else 2 and "gradient"); what the
-    user sets wins; the trained result carries the resolved values (saved in config.json)."""
-    assert (TrainConfig().resolved().rule, TrainConfig().resolved().p) == ("gradient", 2.0)
-    motion = {"rule": "published", "p": 5.0}
-    assert TrainConfig().resolved(motion).rule == "published"
-    assert TrainConfig(rule="relative", p=3.0).resolved(motion).p == 3.0
+def test_one_default_rule_for_every_dataset_and_the_run_records_it():
+    """p and rule left at None are 2 and "error" whatever the data; what the user sets wins;
+    the trained result carries the resolved values (saved in config.json)."""
+    assert (TrainConfig().resolved().rule, TrainConfig().resolved().p) == ("error", 2.0)
+    assert TrainConfig(rule="relative", p=3.0).resolved().p == 3.0
     dataset = load_builtin_dataset("inertia", n=(40, 20, 20))
-    dataset.tuning = motion
     found = discover(dataset, TrainConfig(epochs=2, t_adj=1, window=1, ch=8, layers=1,
-                                          progress=False))
+                                          rule="published", p=5.0, progress=False,
+                                          refit_steps=2, rule_steps=2))
     assert (found.result.config.rule, found.result.config.p) == ("published", 5.0)
     assert found.result.tuner.rule == "published" and found.result.tuner.p == 5.0
+
+
+@pytest.mark.parametrize("rows,epochs,why", [((40, 12, 20), 30, "validation rows"),
+                                             ((300, 200, 20), 1, "R^2")])
+def test_tiny_or_underfit_runs_leave_every_candidate_undetermined(rows, epochs, why, one_thread):
+    """Twelve validation rows, or one epoch of training: no verdict can be trusted, so
+    every candidate (the broken O(3) included) is undetermined, with one warning line."""
+    dataset = load_builtin_dataset("inertia", axis="z", eps=-1.0, n=rows, seed=0)
+    found = discover(dataset, TrainConfig(epochs=epochs, ch=16, layers=1, progress=False,
+                                          refit_steps=10, rule_steps=5))
+    report = found.report
+    assert [g["verdict"] for g in report["groups"]] == ["undetermined"] * 4
+    assert report["exact"] == []
+    assert len(report["warnings"]) == 1 and why in report["warnings"][0]
+    assert all(why in g["evidence"]["reason"] for g in report["groups"])
 
 
 class _TruthModel(torch.nn.Module):

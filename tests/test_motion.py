@@ -67,7 +67,6 @@ def test_shapes_reps_and_groups(datasets, bodies, variant) -> None:
     if (bodies, variant) == ("all", "o3"):
         expected = [*expected, "SO2xy"]
     assert ds.groups == expected and set(ds.exact) <= set(ds.groups)
-    assert ds.tuning == {"rule": "published", "p": 5.0}  # SPEC 5's p for motion
     assert all(parse_group(name).d == d for name in ds.groups)
     if bodies == "all":
         assert info["body_names"][0] == "torso" and len(info["body_names"]) == 9

@@ -1,7 +1,7 @@
-"""StrengthTuner (SPEC 5) on hand-made regularizer histories: the ambient group stays at 0,
-nothing changes before t_adj, the one rescale at t_adj follows
-lambda_j * (min_k m_k / m_j) ** p with minima over the window [t_adj - window, t_adj) only,
-and nothing changes afterwards."""
+"""StrengthTuner (SPEC 5) on hand-made histories: the ambient group stays at 0, nothing
+changes before t_adj, the one rescale at t_adj follows lambda_j * (min_k m_k / m_j) ** p
+with m_j from the window [t_adj - window, t_adj) only (or from the fit costs), and nothing
+changes afterwards."""
 
 import json
 import math
@@ -9,18 +9,23 @@ import math
 import numpy as np
 import pytest
 
-from softequiv.tuning import RULES, StrengthTuner
+from softequiv.tuning import FIT_FLOOR, RULES, StrengthTuner
 
 REL = 1e-12  # relative tolerance for closed-form lambda values (plain float64 arithmetic)
 
 
-def run(tuner: StrengthTuner, history, norms=None, start: int = 0) -> list[list[float]]:
-    """Observe every epoch of ``history`` (rows of R_j); return the lambdas in use at the
-    start of every following epoch (the trainer reads ``lambdas`` after ``observe``)."""
+def run(tuner: StrengthTuner, history, norms=None, start: int = 0,
+        gradients=None) -> list[list[float]]:
+    """Observe every epoch of ``history`` (rows of R_j), adjusting after epoch t_adj - 1 as
+    the trainer does; return the lambdas in use at the start of every following epoch."""
     used = []
     for i, regs in enumerate(history):
         epoch = start + i
-        tuner.observe(epoch, np.asarray(regs), 1.0 if norms is None else norms[i])
+        tuner.observe(epoch, np.asarray(regs),
+                      gradient=None if gradients is None else gradients[i],
+                      weight_norm2=1.0 if norms is None else norms[i])
+        if epoch + 1 == tuner.t_adj:
+            tuner.adjust()
         used.append(list(tuner.lambdas))
     return used
 
@@ -67,10 +72,16 @@ def test_published_rule_matches_formula_over_window_only(seed):
     assert tuner.adjusted
 
 
-def test_observe_returns_true_only_at_the_adjustment():
+def test_observations_outside_the_window_or_after_the_adjustment_are_ignored():
     tuner = StrengthTuner(3, t_adj=5, window=2, rule="published")
-    flags = [tuner.observe(e, np.array([1.0, 2.0, 3.0])) for e in range(10)]
-    assert flags == [False] * 4 + [True] + [False] * 5
+    for epoch in range(3):
+        tuner.observe(epoch, np.array([0.0, 1e-9, 1e-9]))
+    assert tuner.count == 0
+    for epoch in (3, 4):
+        tuner.observe(epoch, np.array([1.0, 2.0, 3.0]))
+    tuner.adjust()
+    tuner.observe(5, np.array([0.0, 1e-9, 1e-9]))
+    assert tuner.count == 2 and tuner.minima == [1.0, 2.0, 3.0]
 
 
 def test_window_minimum_is_the_minimum_not_the_last_value():
@@ -201,7 +212,64 @@ def test_lambda_probe_starts_small_and_rescales_from_lambda_init():
 
 def test_gradient_rule_averages_the_window_values():
     tuner = StrengthTuner(3, lambda_init=100.0, t_adj=4, window=2, p=2.0, rule="gradient")
-    for epoch, levels in enumerate([[9, 9, 9], [9, 1, 1], [5, 1.0, 4.0], [5, 3.0, 8.0]]):
-        tuner.observe(epoch, np.array(levels, dtype=float))
+    gradients = [[9, 9, 9], [9, 1, 1], [5, 1.0, 4.0], [5, 3.0, 8.0]]
+    run(tuner, np.ones((4, 3)), gradients=np.array(gradients, dtype=float))
     # Mean over the window epochs 2 and 3: (2, 6); epochs before the window are ignored.
     assert tuner.lambdas == [0.0, 100.0, 100.0 * (2.0 / 6.0) ** 2]
+
+
+def test_gradient_rule_without_gradients_falls_back_to_the_minima():
+    tuner = StrengthTuner(3, lambda_init=100.0, t_adj=2, window=2, p=2.0, rule="gradient")
+    run(tuner, np.array([[1.0, 1.0, 2.0], [1.0, 1.0, 2.0]]))
+    assert tuner.lambdas == [0.0, 100.0, 25.0]
+
+
+def test_fit_rule_sets_strengths_from_the_costs_of_holding_each_candidate():
+    # Costs: the relative rise of the validation MSE when the model is refit inside each
+    # candidate. Candidate 2 holds (its cost is noise below zero), 1 and 3 are broken.
+    tuner = StrengthTuner(4, lambda_init=100.0, t_adj=3, window=2, p=2.0, rule="fit")
+    run(tuner, np.ones((2, 4)))
+    assert tuner.lambdas == [0.0, 100.0, 100.0, 100.0]  # nothing before t_adj
+    tuner.adjust(costs=[None, 0.45, -0.01, 4.95])
+    floor = FIT_FLOOR
+    np.testing.assert_allclose(tuner.lambdas, [0.0, 100 * (floor / (0.45 + floor)) ** 2, 100.0,
+                                               100 * (floor / (4.95 + floor)) ** 2], rtol=REL)
+    assert json.loads(json.dumps(tuner.state_dict()))["costs"] == [None, 0.45, -0.01, 4.95]
+
+
+def test_fit_rule_is_not_biased_against_a_non_compact_candidate():
+    # Hand-made warm-up of a scale-invariant target on Gaussian inputs (not a
+    # scale-invariant distribution): candidates (ambient, SO(3) broken, Scaling(3) exact).
+    # The data gradient against Scaling(3) carries plain fit error because the inputs are
+    # not invariant, so the gradient rule ranks it below the broken SO(3); the fit costs
+    # (what holding each costs on validation) rank them right.
+    gradients = np.array([[5.0, 0.02, 0.05]] * 4)
+    tuner = StrengthTuner(3, lambda_init=100.0, t_adj=4, window=4, p=2.0, rule="gradient")
+    run(tuner, np.ones((4, 3)), gradients=gradients)
+    assert tuner.lambdas[1] > tuner.lambdas[2]
+    fit = StrengthTuner(3, lambda_init=100.0, t_adj=4, window=4, p=2.0, rule="fit")
+    run(fit, np.ones((3, 3)), gradients=gradients[:3])
+    fit.observe(3, np.ones(3), gradient=gradients[3])
+    fit.adjust(costs=[None, 0.3, 0.01])
+    assert fit.lambdas[2] == 100.0 and fit.lambdas[1] < 10.0
+    # Both proposals come from the same warm-up, side by side.
+    proposals = fit.proposals()
+    assert proposals["fit"] == fit.lambdas and proposals["gradient"] == tuner.lambdas
+
+
+def test_error_rule_uses_the_squared_equivariance_errors():
+    # Relative equivariance errors of the warmed-up model per candidate (ambient: None).
+    tuner = StrengthTuner(4, lambda_init=100.0, t_adj=3, window=2, p=2.0)
+    assert tuner.rule == "error"
+    run(tuner, np.ones((2, 4)))
+    tuner.adjust(errors=[None, 0.3, 0.015, 0.03])
+    np.testing.assert_allclose(tuner.lambdas, [0.0, 100 * (0.015 / 0.3) ** 4, 100.0,
+                                               100 * 0.5 ** 4], rtol=REL)
+    assert tuner.proposal("fit") is None  # the fit costs were not measured
+    assert StrengthTuner.from_state_dict(json.loads(json.dumps(tuner.state_dict()))) == tuner
+
+
+def test_fit_rule_without_costs_keeps_the_starting_strengths():
+    tuner = StrengthTuner(3, t_adj=2, window=2, rule="fit")
+    run(tuner, np.ones((2, 3)))
+    assert tuner.adjusted and tuner.lambdas == [0.0, 100.0, 100.0]

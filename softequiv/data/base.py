@@ -23,8 +23,6 @@ class Dataset:
     maps an input array to outputs, used for ground-truth equivariance errors);
     ``true_errors`` gives ground-truth errors measured another way (a simulator), by
     group name. ``exact`` names the candidates the data is known to respect exactly.
-    ``tuning`` holds the strength-tuning settings (``rule``, ``p``) that suit the task,
-    used by ``discover`` where the user sets none.
     """
 
     name: str
@@ -38,7 +36,6 @@ class Dataset:
     true_errors: dict[str, float] | None = None
     exact: list[str] = field(default_factory=list)
     info: dict = field(default_factory=dict)
-    tuning: dict = field(default_factory=dict)
 
     def candidate_index(self, group: int | str) -> int:
         """The index of a candidate given by index (an int or its digits) or by name."""

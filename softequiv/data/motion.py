@@ -56,7 +56,6 @@ from softequiv.errors import InputError
 
 __all__ = [
     "MOTION_DATASETS",
-    "MOTION_TUNING",
     "O3_GROUPS",
     "ROT_Z3",
     "SE3_GROUPS",
@@ -74,11 +73,6 @@ SAMPLE_DT = 0.1
 TRUTH_TRAJECTORIES = 8
 # Bumped whenever the ground-truth numbers change for the same arguments.
 _TRUTH_VERSION = 1
-
-#: Strength tuning for motion forecasting: SPEC 5's p = 5 and the minima rule, which
-#: the benchmark found reliable here (the gradient rule gave a broken plane the top
-#: lambda in some runs).
-MOTION_TUNING = {"rule": "published", "p": 5.0}
 
 #: Candidate groups, ambient group first.
 O3_GROUPS = ["O(3)", "O2xy", "O2yz", "O2xz"]
@@ -339,7 +333,6 @@ def mujoco_ant(
         true_errors=true_errors,
         exact=exact,
         info=info,
-        tuning=dict(MOTION_TUNING),
     )
 
 

@@ -1,0 +1,115 @@
+"""Held-out style checks of the verdicts: data files with known exact candidates, run
+through ``softequiv discover --data`` with default settings, as a user would.
+
+Not used to choose any default (they were written after the method was fixed): they ask
+whether the verdicts stay honest on data unlike the benchmarks.
+
+- ``field``: a vector field of two vectors, exactly Scaling(3)- and O2xy-equivariant, with
+  an O(3)-breaking part (candidates Union(O(3), Scaling(3)), O(3), Scaling(3), O2xy);
+- ``inertia-noise``: inertia (axis z, eps -1) with Gaussian label noise of half the
+  targets' standard deviation (R^2 of the truth about 0.8);
+- ``inertia-small``: inertia with 300 rows in all (60/20/20: 60 validation rows);
+- ``inertia-none``: inertia axis -1: no candidate exact;
+- ``se3-exact``: SE(3) invariant: every candidate exact, the ambient group included;
+- ``cossim-noise``: CosSim so3 with label noise of a fifth of the targets' std.
+
+Writes ``benchmarks/results/heldout.json`` (per case: each candidate's verdict, evidence,
+the truth, and whether any broken candidate was said to hold). Run:
+``.venv/bin/python benchmarks/bench_heldout.py`` (about 30 minutes on 2 CPU cores).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from softequiv.data.synthetic import cossim, inertia, se3
+
+RESULTS = Path(__file__).parent / "results" / "heldout.json"
+TRUE_BREAK = 1e-3
+
+
+def field(n: int = 1800, seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """f(x1, x2) = a x1 + b x2 + c r e_z with r = sqrt(|x1|^2 + |x2|^2) and a, b, c
+    functions of the O2xy- and scale-invariant ratios z1/r, z2/r, x1.x2/r^2: degree one in
+    a common scaling, equivariant under rotations about z and mirrors fixing z, and not
+    under O(3) (the z-dependence and the e_z term)."""
+    rng = np.random.default_rng(seed)
+    x1, x2 = rng.normal(size=(n, 3)), rng.normal(size=(n, 3))
+    r = np.sqrt((x1**2).sum(1) + (x2**2).sum(1))[:, None]
+    t1, t2, dot = x1[:, 2:] / r, x2[:, 2:] / r, (x1 * x2).sum(1, keepdims=True) / r**2
+    a = 1 + 2.8 * t1**2 - 0.5 * dot
+    b = np.tanh(2 * dot) + 2.1 * t1 * t2
+    c = 3.2 * t2 - 2.5 * t1 * dot  # the O(3)-breaking part: about 35% of the variance
+    Y = a * x1 + b * x2 + c * r * np.array([0.0, 0.0, 1.0])
+    return np.hstack([x1, x2]), Y, ["Scaling(3)", "O2xy"]
+
+
+def cases() -> dict[str, dict]:
+    """Every case: arrays, reps, candidates and the exact ones."""
+    rng = np.random.default_rng(7)
+    out = {}
+    X, Y, exact = field()
+    out["field"] = dict(X=X, Y=Y, rep_in="2*Vector", rep_out="Vector",
+                        groups="Union(O(3), Scaling(3)), O(3), Scaling(3), O2xy", exact=exact)
+    d = inertia(axis="z", eps=-1.0, seed=11)
+    noisy = d.Y + 0.5 * d.Y.std(0) * rng.normal(size=d.Y.shape)
+    plane = dict(rep_in="5*Scalar + 5*Vector", rep_out="T(2)", groups="O(3), O2xy, O2yz, O2xz")
+    out["inertia-noise"] = dict(X=d.X, Y=noisy, exact=["O2xy"], **plane)
+    d = inertia(axis="z", eps=-1.0, n=(180, 60, 60), seed=12)
+    out["inertia-small"] = dict(X=d.X, Y=d.Y, exact=["O2xy"], **plane)
+    d = inertia(axis="-1", eps=-1.0, seed=13)
+    out["inertia-none"] = dict(X=d.X, Y=d.Y, exact=[], **plane)
+    d = se3(variant="exact", seed=14)
+    out["se3-exact"] = dict(X=d.X, Y=d.Y, rep_in="3*Vector", rep_out="Scalar",
+                            groups="SE(3), Rot(3), Trans(3)", exact=list(d.groups))
+    d = cossim(variant="so3", seed=15)
+    noisy = d.Y + 0.2 * d.Y.std() * rng.normal(size=d.Y.shape)
+    out["cossim-noise"] = dict(X=d.X, Y=noisy, rep_in="3*Vector", rep_out="Scalar",
+                               groups="Union(SO(3), Scaling(3)), SO(3), Scaling(3)",
+                               exact=["SO(3)"])
+    return out
+
+
+def run_case(name: str, case: dict, workdir: Path) -> dict:
+    data = workdir / f"{name}.npz"
+    np.savez(data, X=case["X"], Y=case["Y"])
+    out = workdir / name
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "softequiv.cli", "discover", "--data", str(data),
+                    "--rep-in", case["rep_in"], "--rep-out", case["rep_out"], "--groups",
+                    case["groups"], "--threads", "1", "--quiet", "--out", str(out)],
+                   check=True)
+    report = json.loads((out / "report.json").read_text())
+    groups = [{"name": g["name"], "verdict": g["verdict"], "evidence": g["evidence"],
+               "lambda": g["lambda"], "model_error": g["model_error"],
+               "truly_exact": g["name"] in case["exact"]} for g in report["groups"]]
+    return {"case": name, "rows": len(case["X"]), "test_mse": report["test_mse"],
+            "seconds": time.perf_counter() - start, "groups": groups,
+            "warnings": report["warnings"], "ranking": report["ranking"],
+            "false_holds": [g["name"] for g in groups
+                            if g["verdict"] == "holds" and not g["truly_exact"]]}
+
+
+def main() -> dict:
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, case in cases().items():
+            results.append(run_case(name, case, Path(tmp)))
+            print(name, [(g["name"], g["verdict"]) for g in results[-1]["groups"]],
+                  flush=True)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    partial = RESULTS.with_suffix(".json.tmp")
+    partial.write_text(json.dumps({"cases": results}, indent=2))
+    partial.replace(RESULTS)
+    return {"cases": results}
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,200 @@
+"""Verdicts (SPEC 9): does the data hold each candidate symmetry?
+
+For every candidate G_j the trainer refits the selected model twice for the same short
+budget (:func:`softequiv.train.refit`): once free, once inside G_j's equivariant
+subspace (a hard EMLP of G_j, starting from the projection of the selected weights). The
+evidence is the ratio of their validation MSEs, constrained over free, with a
+confidence interval from a paired bootstrap over validation rows:
+
+- ``holds``: the interval lies at or below ``TOLERANCE`` (constraining to G_j costs at
+  most 5% of the free model's error, with 95% confidence);
+- ``broken``: the interval lies above it;
+- ``undetermined``: the interval straddles it, or the data cannot tell at all (too few
+  validation rows, or a free model that explains too little of the variance).
+
+The README's "Verdicts" section gives the reasons for each number.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from scipy import stats
+
+HOLDS, BROKEN, UNDETERMINED = "holds", "broken", "undetermined"
+VERDICTS = (HOLDS, BROKEN, UNDETERMINED)
+
+STATISTIC = "valid_mse_ratio"
+"""Validation MSE of the model refit inside G_j over that of the model refit free."""
+
+TOLERANCE = 1.05
+"""``holds`` needs the whole interval at or below this ratio, ``broken`` all of it above."""
+
+LEVEL = 0.95
+"""Confidence level of the interval (two-sided)."""
+
+MIN_ROWS = 30
+"""Fewer validation rows than this: every verdict is undetermined."""
+
+MIN_R2 = 0.5
+"""Free model's validation R^2 below this: every verdict is undetermined. Above it the
+free model's error is at most the variance it explains, so the ratio's denominator is
+no larger than the signal, and label noise cannot make a break look small."""
+
+RESAMPLES = 2000
+"""Bootstrap resamples of the interval."""
+
+
+@dataclass
+class Evidence:
+    """What a verdict rests on (the ``evidence`` object of report.json)."""
+
+    statistic: str = STATISTIC
+    value: float | None = None
+    interval: list[float] | None = None
+    level: float = LEVEL
+    tolerance: float = TOLERANCE
+    reason: str | None = None
+
+    def verdict(self) -> str:
+        """``holds`` / ``broken`` when the interval lies on one side of the tolerance."""
+        if self.interval is None:
+            return UNDETERMINED
+        low, high = self.interval
+        if high <= self.tolerance:
+            return HOLDS
+        if low > self.tolerance:
+            return BROKEN
+        return UNDETERMINED
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def block_size(n: int) -> int:
+    """Rows per bootstrap block: about n^(1/3), so that rows recorded next to each other
+    (windows of one trajectory, say) are resampled together rather than counted as
+    independent evidence."""
+    return max(1, math.ceil(n ** (1 / 3)))
+
+
+def ratio_evidence(constrained: np.ndarray | torch.Tensor, free: np.ndarray | torch.Tensor, *,
+                   seed: int = 0, tolerance: float = TOLERANCE,
+                   level: float = LEVEL) -> Evidence:
+    """The MSE ratio of paired per-row errors with its BCa bootstrap interval, resampling
+    contiguous blocks of rows (see :func:`block_size`)."""
+    c = np.asarray(torch.as_tensor(constrained).double().cpu(), dtype=np.float64)
+    f = np.asarray(torch.as_tensor(free).double().cpu(), dtype=np.float64)
+    value = float(c.sum() / max(f.sum(), 1e-300))
+    size = block_size(len(c))
+    starts = np.arange(0, len(c), size)
+    c_blocks, f_blocks = np.add.reduceat(c, starts), np.add.reduceat(f, starts)
+
+    def ratio(cb: np.ndarray, fb: np.ndarray, axis: int = -1) -> np.ndarray:
+        return cb.sum(axis) / np.maximum(fb.sum(axis), 1e-300)
+
+    if np.allclose(c_blocks, f_blocks * value, rtol=1e-12, atol=0.0):
+        interval = [value, value]  # every block has the same ratio: no spread to resample
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ci = stats.bootstrap((c_blocks, f_blocks), ratio, paired=True, vectorized=True,
+                                 n_resamples=RESAMPLES, confidence_level=level, method="BCa",
+                                 rng=np.random.default_rng(seed)).confidence_interval
+            if not (np.isfinite(ci.low) and np.isfinite(ci.high)):
+                ci = stats.bootstrap((c_blocks, f_blocks), ratio, paired=True, vectorized=True,
+                                     n_resamples=RESAMPLES, confidence_level=level,
+                                     method="percentile",
+                                     rng=np.random.default_rng(seed)).confidence_interval
+        interval = [float(ci.low), float(ci.high)]
+    evidence = Evidence(value=value, interval=interval, level=level, tolerance=tolerance)
+    if evidence.verdict() == UNDETERMINED:
+        evidence.reason = (f"the interval [{interval[0]:.3g}, {interval[1]:.3g}] straddles the "
+                           f"tolerance {tolerance:g}")
+    return evidence
+
+
+def r_squared(free: np.ndarray | torch.Tensor, Y: torch.Tensor) -> float:
+    """1 - MSE / variance of the validation targets (both averaged over outputs)."""
+    Y = torch.as_tensor(Y).double()
+    variance = float(((Y - Y.mean(0)) ** 2).mean())
+    mse = float(torch.as_tensor(free).double().mean())
+    return 1.0 - mse / variance if variance > 0 else -math.inf
+
+
+def undetermined(n_groups: int, reason: str) -> list[dict]:
+    """Every candidate undetermined for one reason (no evidence computed)."""
+    return [{"verdict": UNDETERMINED, "evidence": Evidence(reason=reason).as_dict()}
+            for _ in range(n_groups)]
+
+
+def guard(n_rows: int, r2: float | None) -> str | None:
+    """Why the validation data cannot judge any candidate, or None when it can."""
+    if n_rows < MIN_ROWS:
+        return (f"only {n_rows} validation rows (at least {MIN_ROWS} are needed to judge "
+                "what a constraint costs)")
+    if r2 is not None and r2 < MIN_R2:
+        return (f"the model explains {max(r2, 0.0):.0%} of the validation variance "
+                f"(R^2 {r2:.2f} < {MIN_R2}): too little to tell what a constraint costs")
+    return None
+
+
+def judge(free: torch.Tensor, constrained: Sequence[torch.Tensor], Y_valid: torch.Tensor, *,
+          names: Sequence[str], inside: Sequence[Sequence[int]] | None = None,
+          seed: int = 0) -> tuple[list[dict], list[str]]:
+    """Verdict and evidence per candidate (the ambient group first) from per-row validation
+    errors of the free refit and of each candidate's constrained refit; and the run's
+    warnings (one line each).
+
+    ``inside[j]`` lists the candidates whose equivariant subspace lies inside candidate
+    j's (j itself included): a model of any of them is also G_j-equivariant, so G_j's
+    evidence is the best of their refits.
+
+    ``holds`` says that the free model would have shown a break had there been one, so
+    it is withheld (undetermined, with a warning) when the free model is not a good
+    enough reference: when some constrained model fits clearly better than it (its
+    interval lies below 1 / ``TOLERANCE``: the free model is under-fitted, since its
+    class contains every constrained model), or when the ambient group, whose subspace
+    lies inside every candidate's, is not shown broken (even the most constrained model
+    fits as well as the free one: the data shows no break these models can see)."""
+    reason = guard(len(free), r_squared(free, Y_valid))
+    if reason is not None:
+        return undetermined(len(constrained), reason), [f"verdicts undetermined: {reason}"]
+    inside = inside or [[j] for j in range(len(constrained))]
+    out = []
+    for j, members in enumerate(inside):
+        best = min(members, key=lambda k: float(constrained[k].sum()))
+        evidence = ratio_evidence(constrained[best], free, seed=seed + j)
+        out.append({"verdict": evidence.verdict(), "evidence": evidence.as_dict()})
+    why = None
+    better = [names[j] for j, v in enumerate(out) if v["evidence"]["interval"][1] < 1 / TOLERANCE]
+    if better:
+        why = (f"the model constrained to {better[0]} fits clearly better than the free "
+               "one, so the free model is not the best of its class (which holds every "
+               "constrained model) and could miss a break as large as that gap")
+    elif out[0]["verdict"] != BROKEN:
+        why = (f"the ambient group {names[0]} is not shown broken, so no break of any "
+               "candidate was seen: these models cannot tell data that holds every "
+               "candidate from data too small to show its breaks")
+    if why is None or not any(v["verdict"] == HOLDS for v in out):
+        return out, []
+    for v in out:
+        if v["verdict"] == HOLDS:
+            v["verdict"], v["evidence"]["reason"] = UNDETERMINED, why
+    return out, [f"no candidate holds: {why}"]
+
+
+def straddle_warning(names: Sequence[str], verdicts: Sequence[dict]) -> str | None:
+    """One line naming the candidates whose interval straddles the tolerance."""
+    unsure = [name for name, v in zip(names, verdicts, strict=True)
+              if v["verdict"] == UNDETERMINED and v["evidence"]["interval"] is not None
+              and "straddles" in (v["evidence"]["reason"] or "")]
+    if not unsure:
+        return None
+    return (f"undetermined: {', '.join(unsure)} (the cost of the constraint could lie on "
+            f"either side of the tolerance {TOLERANCE:g}; more validation rows would tell)")

@@ -1,0 +1,157 @@
+"""Verdicts (SPEC 9) on hand-made evidence: per-row validation errors of a free model and of
+models constrained to each candidate, with known ratios and spreads."""
+
+import numpy as np
+import pytest
+import torch
+
+from softequiv import verdicts as V
+
+
+def errors(n: int, mean: float, spread: float, seed: int) -> torch.Tensor:
+    """Positive per-row squared errors with a given mean and relative spread."""
+    rng = np.random.default_rng(seed)
+    return torch.tensor(mean * rng.gamma(1 / spread**2, spread**2, size=n))
+
+
+NAMES = ["A", "B", "C"]
+
+
+def targets(n: int, variance: float, seed: int = 9) -> torch.Tensor:
+    return torch.tensor(np.random.default_rng(seed).normal(0, variance ** 0.5, size=(n, 2)))
+
+
+def test_a_constraint_that_costs_nothing_holds():
+    free = errors(1000, 0.01, 0.5, 0)
+    constrained = free * (1 + 0.002 * torch.randn(1000, dtype=torch.float64).abs())
+    evidence = V.ratio_evidence(constrained, free)
+    assert evidence.verdict() == V.HOLDS
+    assert 1.0 <= evidence.value <= evidence.interval[1] <= V.TOLERANCE
+    assert evidence.reason is None
+
+
+def test_a_constraint_that_costs_far_more_than_the_tolerance_is_broken():
+    free = errors(400, 0.01, 0.8, 1)
+    constrained = free + errors(400, 0.01, 0.8, 2)  # about twice the error
+    evidence = V.ratio_evidence(constrained, free)
+    assert evidence.verdict() == V.BROKEN
+    assert V.TOLERANCE < evidence.interval[0] <= evidence.value <= evidence.interval[1]
+
+
+def test_a_noisy_cost_near_the_tolerance_is_undetermined_with_a_reason():
+    free = errors(60, 0.01, 1.0, 3)
+    constrained = free * torch.tensor(np.random.default_rng(4).uniform(0.8, 1.3, size=60))
+    evidence = V.ratio_evidence(constrained, free)
+    assert evidence.interval[0] <= V.TOLERANCE < evidence.interval[1]
+    assert evidence.verdict() == V.UNDETERMINED
+    assert "straddles the tolerance" in evidence.reason
+
+
+def test_interval_covers_the_point_estimate_and_is_seeded():
+    free = errors(300, 1.0, 0.7, 5)
+    constrained = free * torch.tensor(np.random.default_rng(6).uniform(0.9, 1.4, size=300))
+    a = V.ratio_evidence(constrained, free, seed=3)
+    b = V.ratio_evidence(constrained, free, seed=3)
+    assert a == b
+    assert a.interval[0] < a.value < a.interval[1]
+    assert a.value == pytest.approx(float(constrained.sum() / free.sum()))
+
+
+def test_identical_models_give_a_point_interval_at_one():
+    free = errors(100, 0.5, 0.5, 7)
+    evidence = V.ratio_evidence(free.clone(), free)
+    assert evidence.interval == [1.0, 1.0] and evidence.verdict() == V.HOLDS
+
+
+def test_blocks_of_rows_are_resampled_together():
+    # Rows come in runs of identical values (windows of one trajectory): the block
+    # bootstrap sees fewer independent pieces of evidence, so its interval is wider than
+    # what the same values shuffled would give.
+    base = errors(40, 1.0, 0.8, 8).repeat_interleave(25)
+    ratios = torch.tensor(np.random.default_rng(9).uniform(0.7, 1.5, size=40)).repeat_interleave(25)
+    blocked = V.ratio_evidence(base * ratios, base)
+    order = torch.randperm(len(base), generator=torch.Generator().manual_seed(0))
+    shuffled = V.ratio_evidence((base * ratios)[order], base[order])
+    width = lambda e: e.interval[1] - e.interval[0]  # noqa: E731
+    assert blocked.value == pytest.approx(shuffled.value)
+    assert width(blocked) > 1.5 * width(shuffled)
+
+
+def test_judge_gives_each_candidate_its_verdict():
+    n = 500
+    free = errors(n, 0.02, 0.6, 10)
+    constrained = [free * 3.0, free.clone(), free * 1.5]
+    found, warnings = V.judge(free, constrained, targets(n, 1.0), names=NAMES)
+    assert [f["verdict"] for f in found] == [V.BROKEN, V.HOLDS, V.BROKEN]
+    assert warnings == []
+    for f in found:
+        assert set(f["evidence"]) >= {"statistic", "value", "interval", "level", "tolerance",
+                                      "reason"}
+        assert f["evidence"]["statistic"] == V.STATISTIC
+
+
+def test_too_few_rows_leave_every_candidate_undetermined():
+    free = errors(V.MIN_ROWS - 1, 0.01, 0.5, 11)
+    found, warnings = V.judge(free, [free * 5, free.clone()], targets(V.MIN_ROWS - 1, 1.0),
+                              names=NAMES[:2])
+    assert [f["verdict"] for f in found] == [V.UNDETERMINED] * 2
+    assert all(f["evidence"]["value"] is None and f["evidence"]["interval"] is None
+               and "validation rows" in f["evidence"]["reason"] for f in found)
+    assert len(warnings) == 1 and "\n" not in warnings[0]
+
+
+def test_an_underfit_model_leaves_every_candidate_undetermined():
+    # The free model explains 20% of the variance: a constraint that costs nothing here
+    # says nothing about the symmetry.
+    n = 400
+    free = errors(n, 0.8, 0.3, 12)
+    found, warnings = V.judge(free, [free.clone(), free * 2], targets(n, 1.0), names=NAMES[:2])
+    assert [f["verdict"] for f in found] == [V.UNDETERMINED] * 2
+    assert "R^2" in found[0]["evidence"]["reason"] and "R^2" in warnings[0]
+
+
+def test_no_candidate_holds_unless_the_ambient_group_is_shown_broken():
+    # Even the most constrained model fits as well as the free one: the data shows no
+    # break at all, so "holds" cannot be told from "too little data to see the break".
+    n = 500
+    free = errors(n, 0.02, 0.6, 13)
+    found, warnings = V.judge(free, [free * 1.01, free.clone(), free * 3.0], targets(n, 1.0),
+                              names=NAMES)
+    assert [f["verdict"] for f in found] == [V.UNDETERMINED, V.UNDETERMINED, V.BROKEN]
+    assert "ambient group A is not shown broken" in found[1]["evidence"]["reason"]
+    assert found[1]["evidence"]["interval"][1] <= V.TOLERANCE  # the evidence stays
+    assert len(warnings) == 1 and "no candidate holds" in warnings[0]
+
+
+def test_no_candidate_holds_when_a_constrained_model_beats_the_free_one():
+    # The free model is clearly worse than the model constrained to C: it is not the best
+    # model of its class, and its error could hide a break of B.
+    n = 500
+    free = errors(n, 0.02, 0.3, 15)
+    found, warnings = V.judge(free, [free * 3.0, free.clone(), free * 0.7], targets(n, 1.0),
+                              names=NAMES)
+    assert [f["verdict"] for f in found] == [V.BROKEN, V.UNDETERMINED, V.UNDETERMINED]
+    assert "constrained to C fits clearly better" in found[1]["evidence"]["reason"]
+    assert len(warnings) == 1 and "no candidate holds" in warnings[0]
+
+
+def test_a_candidate_is_judged_by_the_best_refit_inside_its_subspace():
+    # The ambient group's subspace lies inside candidate 1's: its refit is a G_1 model
+    # too, and a better one than G_1's own refit here (which got stuck).
+    n = 500
+    free = errors(n, 0.02, 0.6, 14)
+    constrained = [free * 1.5, free * 3.0, free * 2.5]
+    found, _ = V.judge(free, constrained, targets(n, 1.0), names=NAMES,
+                       inside=[[0], [1, 0], [2]])
+    assert found[1]["evidence"]["value"] == pytest.approx(1.5)
+    assert found[2]["evidence"]["value"] == pytest.approx(2.5)
+
+
+def test_straddle_warning_names_the_unsure_candidates():
+    found = [{"verdict": V.HOLDS, "evidence": V.Evidence(value=1.0, interval=[1, 1]).as_dict()},
+             {"verdict": V.UNDETERMINED,
+              "evidence": V.Evidence(value=1.04, interval=[0.98, 1.1],
+                                     reason="the interval straddles").as_dict()}]
+    line = V.straddle_warning(["A", "B"], found)
+    assert "B" in line and "A" not in line.split(":")[1]
+    assert V.straddle_warning(["A"], found[:1]) is None
