@@ -85,6 +85,7 @@ def _train_config(args: argparse.Namespace, dataset) -> TrainConfig:
                        group=dataset.candidate_index(args.group), seed=args.seed,
                        device=args.device,
                        penalty=args.penalty, threads=args.threads, snap=args.snap,
+                       refit_steps=args.refit_steps,
                        progress=not args.quiet and sys.stderr.isatty())
 
 
@@ -149,6 +150,8 @@ def _add_discover(sub: argparse._SubParsersAction) -> None:
                     help="per/sample: keep the selected model (by default the refit with the "
                          "lowest validation MSE is kept, free or inside a candidate that is "
                          "not broken)")
+    tr.add_argument("--refit-steps", type=int, default=100,
+                    help="per/sample: Adam steps of each refit behind the verdicts")
     tr.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     tr.add_argument("--device", default="auto", help="auto, cpu or cuda")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")

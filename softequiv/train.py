@@ -93,8 +93,10 @@ class TrainConfig:
             raise InputError(f"unknown penalty mode {self.penalty!r}; use decoupled or coupled")
         if self.batch_size < 1 or self.ch < 1 or self.layers < 1 or self.lr <= 0:
             raise InputError("batch size, ch, layers and lr must be positive")
-        if self.refit_steps < 1 or self.rule_steps < 1:
-            raise InputError("refit_steps and rule_steps must be at least 1")
+        if self.refit_steps < 1:
+            raise InputError(f"--refit-steps must be at least 1, got {self.refit_steps}")
+        if self.rule_steps < 1:
+            raise InputError(f"rule_steps must be at least 1, got {self.rule_steps}")
         out = copy.copy(self)
         out.p = self.p if self.p is not None else 2.0
         out.rule = self.rule if self.rule is not None else "error"

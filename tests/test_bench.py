@@ -75,7 +75,7 @@ def test_summary_counts_verdicts_false_holds_and_compares_rules():
     assert "published" not in per["rules"]  # no run measured it
     table = markdown_table("inertia", [per], {"epochs": 10})
     assert "(false holds: 1): O(3) 1 / 0.1 (truth 0.4), 0/2/1" in table
-    assert "| axis=z, eps=0.3 | PER | 100%, 0.04 |" in table
+    assert "| axis=z, eps=0.3 | PER | - | 100%, 0.04 | - | - | 33%, 1 |" in table
 
 
 def test_bad_task_method_and_seeds_are_input_errors():
@@ -93,7 +93,7 @@ def test_a_tiny_grid_runs_end_to_end_without_touching_the_readme(tmp_path, monke
     out = tmp_path / "cossim.json"
     tiny = {"epochs": 4, "t_adj": 2, "window": 1, "ch": 8, "layers": 1,
             "refit_steps": 4, "rule_steps": 2}
-    result = run_benchmark("cossim", seeds=1, methods=["MLP", "per"],
+    result = run_benchmark("cossim", seeds=1, methods=["MLP", "PER"],
                            settings=[{"variant": "so3"}], workers=1, protocol=tiny, out=out,
                            readme=False)
     saved = json.loads(out.read_text())

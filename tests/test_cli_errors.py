@@ -165,6 +165,11 @@ def test_zero_epochs(capsys, tmp_path, csv_file):
           "--epochs must be at least 1", out=tmp_path / "run")
 
 
+def test_zero_refit_steps(capsys, tmp_path, csv_file):
+    fails(capsys, discover_args(csv_file, tmp_path / "run", "--refit-steps", "0"),
+          "--refit-steps must be at least 1", out=tmp_path / "run")
+
+
 def test_existing_output_directory(capsys, tmp_path, csv_file):
     out = tmp_path / "run"
     out.mkdir()

@@ -27,10 +27,14 @@ def _teacher_and_student(noise: float) -> tuple[SoftEMLP, SoftEMLP]:
     return teacher.eval(), student.eval()
 
 
-def _data(teacher: SoftEMLP, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    X = torch.randn(n, REP_IN.size(3), dtype=torch.float64,
-                    generator=torch.Generator().manual_seed(seed))
-    return X, teacher(X).detach()
+def _data(teacher: SoftEMLP, n: int, seed: int,
+          noise: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs and the teacher's outputs, plus label noise of ``noise`` times their std."""
+    generator = torch.Generator().manual_seed(seed)
+    X = torch.randn(n, REP_IN.size(3), dtype=torch.float64, generator=generator)
+    Y = teacher(X).detach()
+    return X, Y + noise * Y.std() * torch.randn(Y.shape, dtype=torch.float64,
+                                                generator=generator)
 
 
 def _refit(student: SoftEMLP, group: int | None, train, valid, steps: int = 30):
@@ -62,10 +66,11 @@ def test_free_refit_is_never_worse_than_its_start_on_validation():
 
 
 def test_the_respected_group_holds_and_the_others_are_broken():
-    # A noisy copy of an O2xy-equivariant teacher: refit inside O2xy it recovers the
-    # teacher's fit; inside O(3) or the other planes it cannot.
-    teacher, student = _teacher_and_student(noise=0.05)
-    train, valid = _data(teacher, 256, 1), _data(teacher, 200, 2)
+    # A slightly perturbed copy of an O2xy-equivariant teacher, on labels with noise of
+    # 30% of their spread: refit inside O2xy it fits as well as free (both are limited by
+    # the noise); inside O(3) or the other planes it cannot.
+    teacher, student = _teacher_and_student(noise=0.01)
+    train, valid = _data(teacher, 256, 1, noise=0.3), _data(teacher, 200, 2, noise=0.3)
     free = _refit(student, None, train, valid)
     costs = [_refit(student, j, train, valid) for j in range(len(PLANES))]
     found, warnings = verdicts.judge(free.errors, [c.errors for c in costs], valid[1],
