@@ -364,6 +364,7 @@ class Projector(nn.Module):
         self.d = dims.pop()
         self.rep_in, self.rep_out, self.n_groups = rep_in, rep_out, len(groups)
         self.shape = (rep_out.size(self.d), rep_in.size(self.d))
+        self.generation = 0
         self._pairs: list[tuple[str, np.ndarray, np.ndarray, int, int, int, int,
                                 tuple[int, ...]]] = []
         out_idx, in_idx = rep_out.type_indices(self.d), rep_in.type_indices(self.d)
@@ -388,6 +389,7 @@ class Projector(nn.Module):
     def _load_from_state_dict(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
         """Loaded bases replace the current ones, so the sparse forms built from them go."""
         self.__dict__.pop("_sparse_cache", None)
+        self.generation += 1
         super()._load_from_state_dict(*args, **kwargs)
 
     def _check(self, W: torch.Tensor) -> None:
@@ -417,16 +419,12 @@ class Projector(nn.Module):
                              weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``penalty(W)`` together with ``sum_j weights_j (W - P_j W)``, the gradient of
         ``sum_j weights_j R_j`` with respect to W, from one set of coefficients and without
-        autograd: the cheap form of a penalty or damping step taken every optimizer step."""
+        autograd: the cheap form of a penalty or damping step (see :class:`StackedProjectors`
+        for many layers at once)."""
         self._check(W)
-        basis, basis_t, segments = self._sparse(None, W.device, torch.float64)
-        w = W.detach().reshape(-1, 1).double()
-        weights = weights.to(w)
-        coeffs = basis_t @ w
-        total = (coeffs.square().T @ segments)[0]
-        pulled = basis @ (coeffs * (segments @ weights[:, None]))
-        penalty = (0.5 * (w.square().sum() - total)).clamp_min(0.0)
-        return penalty, (weights.sum() * w - pulled).to(W.dtype).reshape(W.shape)
+        penalty, residual = StackedProjectors([self]).residuals(W.detach().reshape(1, -1),
+                                                                weights)
+        return penalty[0], residual.to(W.dtype).reshape(W.shape)
 
     def project(self, W: torch.Tensor, group: int = 0) -> torch.Tensor:
         """P_j W: the closest map to W that is equivariant under group ``j``."""
@@ -489,3 +487,77 @@ class Projector(nn.Module):
         """Dimension of the equivariant subspace for every group."""
         return [sum(math.prod((p[3], p[5], 1)) * p[-1][j] for p in self._pairs)
                 for j in range(self.n_groups)]
+
+
+class StackedProjectors:
+    """Several projectors (e.g. every soft layer's weight and bias projector) applied to their
+    tensors together: the closed-form penalty and damping updates taken at every step.
+
+    The tensors come as one flat row-major concatenation per row of ``columns [m, N]`` (m
+    stacked copies, e.g. weights and their gradients). Blocks of all projectors that share
+    a type pair share its basis Q ``[e, K]`` (all groups side by side), so a pair costs one
+    dense ``[m, blocks, e] @ [e, K]`` matmul and one back, over every layer at once, in
+    float64; blocks that every group leaves unchanged (Scalar -> Scalar) are skipped. All
+    ops stay on the tensors' device, with no host synchronization.
+    """
+
+    def __init__(self, projectors: Sequence[Projector]):
+        if len({p.n_groups for p in projectors}) != 1:
+            raise ValueError("stacked projectors must all have the same groups")
+        self.projectors = list(projectors)
+        self.n_groups = projectors[0].n_groups
+        self.sizes = [p.shape[0] * p.shape[1] for p in projectors]
+        self._plans: dict[tuple, tuple] = {}
+
+    def _plan(self, device: torch.device) -> tuple:
+        """The permutation that orders the entries of all non-trivial blocks by type pair,
+        and per type pair its basis, block count and coefficient groups (cached)."""
+        key = (str(device), tuple(p.generation for p in self.projectors))
+        if key not in self._plans:
+            pairs: dict[tuple, tuple[torch.Tensor, tuple[int, ...], list[np.ndarray]]] = {}
+            offset = 0
+            for projector, size in zip(self.projectors, self.sizes, strict=True):
+                n_in = projector.shape[1]
+                for name, rows, cols, na, da, nb, db, ks in projector._pairs:
+                    basis = getattr(projector, name)
+                    if all(k == da * db for k in ks):
+                        continue
+                    flat = offset + (rows.reshape(na, 1, da, 1) * n_in
+                                     + cols.reshape(1, nb, 1, db)).reshape(-1)
+                    same = (da * db, ks, basis.cpu().numpy().tobytes())
+                    pairs.setdefault(same, (basis, ks, []))[2].append(flat)
+                offset += size
+            steps = []
+            for basis, ks, flats in pairs.values():
+                group_of = torch.repeat_interleave(torch.arange(self.n_groups),
+                                                   torch.tensor(ks, dtype=torch.long))
+                steps.append((torch.from_numpy(np.concatenate(flats)).to(device),
+                              basis.to(device, torch.float64), group_of.to(device)))
+            onehot = torch.cat([torch.nn.functional.one_hot(g.cpu(), self.n_groups)
+                                for *_, g in steps]) if steps else torch.zeros(0, self.n_groups)
+            self._plans[key] = (steps, onehot.to(device, torch.float64))
+        return self._plans[key]
+
+    def residuals(self, columns: torch.Tensor,
+                  weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """For every row x of ``columns [m, N]``: the penalties 1/2 ||x - P_j x||^2 of every
+        group ``[m, n_groups]`` (float64: ||x||^2 - ||Q_j^T x||^2 needs it) and the residual
+        sum_j weights_j (x - P_j x) ``[m, N]`` (computed in float64, returned in the dtype of
+        ``columns``)."""
+        steps, onehot = self._plan(columns.device)
+        m = columns.shape[0]
+        weights = weights.to(columns.device, torch.float64)
+        residual = torch.zeros_like(columns)
+        if not steps:
+            return columns.new_zeros(m, self.n_groups, dtype=torch.float64), residual
+        squares, norm = [], 0.0
+        total = weights.sum()
+        for index, basis, group_of in steps:
+            block = columns.index_select(1, index).double().view(-1, basis.shape[0])
+            coeffs = block @ basis
+            norm = norm + block.square().view(m, -1).sum(1, keepdim=True)
+            squares.append(coeffs.square().view(m, -1, coeffs.shape[1]).sum(1))
+            pulled = coeffs @ (basis * weights[group_of]).T
+            residual.index_copy_(1, index, (total * block - pulled).view(m, -1).to(columns))
+        penalty = norm - torch.cat(squares, 1) @ onehot
+        return (0.5 * penalty).clamp_min(0.0), residual

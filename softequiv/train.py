@@ -27,7 +27,7 @@ from softequiv.nn import EMLP, MLP, RPP, Augmented, FrameAveraging, MixedRPP, So
 from softequiv.nn.layers import SoftLinear, snapped
 from softequiv.regularizers import sample_penalty
 from softequiv.reps import Rep
-from softequiv.solver import Projector
+from softequiv.solver import Projector, StackedProjectors
 from softequiv.spec import parse_groups, parse_rep
 from softequiv.tuning import StrengthTuner
 
@@ -257,7 +257,8 @@ def fit(problem: Problem, config: TrainConfig) -> TrainResult:
         order = torch.randperm(n, generator=generator).to(device)
         lambdas = torch.tensor(tuner.lambdas if tuner else [0.0] * len(problem.groups),
                                dtype=torch.float64, device=device)
-        epoch_loss, epoch_reg = 0.0, np.zeros(len(problem.groups))
+        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        reg_sum = torch.zeros(len(problem.groups), dtype=torch.float64, device=device)
         for i in range(steps_per_epoch):
             idx = order[i * config.batch_size:(i + 1) * config.batch_size]
             x, y = Xtr[idx], Ytr[idx]
@@ -268,7 +269,7 @@ def fit(problem: Problem, config: TrainConfig) -> TrainResult:
                                                        generator, device)
             if reg is not None:
                 loss = loss + (lambdas * reg).sum().to(loss.dtype)
-                epoch_reg += reg.detach().cpu().numpy() / steps_per_epoch
+                reg_sum += reg.detach()
             decay = _weight_decay(params, free, config)
             if decay is not None:
                 loss = loss + decay
@@ -276,15 +277,14 @@ def fit(problem: Problem, config: TrainConfig) -> TrainResult:
             loss.backward()
             if probe is not None and probe.active(epoch):
                 probe.accumulate()
-            if decoupled and config.damp_gradients:
-                damp_gradients(layers, lambdas * schedule.get_last_lr()[0])
-            optimizer.step()
             if decoupled:
                 rate = lambdas * schedule.get_last_lr()[0]
-                reg = decoupled_penalty_step(layers, rate)
-                epoch_reg += reg.cpu().numpy() / steps_per_epoch
+                reg_sum += decoupled_penalty_step(layers, rate, damp=config.damp_gradients)
+            optimizer.step()
             schedule.step()
-            epoch_loss += float(loss.detach()) / steps_per_epoch
+            loss_sum += loss.detach()
+        epoch_loss = float(loss_sum) / steps_per_epoch
+        epoch_reg = reg_sum.cpu().numpy() / steps_per_epoch
         if not math.isfinite(epoch_loss):
             raise InputError(f"training diverged at epoch {epoch} (loss {epoch_loss}); "
                              "try a smaller --lr")
@@ -383,41 +383,72 @@ class GradientProbe:
 
 
 def _shrink_factors(rate: torch.Tensor) -> torch.Tensor:
-    shrink = 1.0 - torch.exp(-rate)
-    total = shrink.sum()
-    return shrink / total if total > 1.0 else shrink
+    shrink = -torch.expm1(-rate)
+    return shrink / shrink.sum().clamp_min(1.0)
 
 
 def damp_gradients(layers: list[SoftLinear], rate: torch.Tensor) -> None:
     """Remove the share c_j of each gradient that breaks group j before the optimizer sees
     it: g <- g - sum_j c_j (g - P_j g). For a strongly enforced group (c_j near 1) Adam
     then moves in the equivariant subspace as a hard EMLP would, instead of spending its
-    step sizes on mini-batch noise that the penalty removes again."""
-    shrink = _shrink_factors(rate)
-    if not shrink.any():
-        return
+    step sizes on mini-batch noise that the penalty removes again. (Training does this in
+    the same pass as the penalty step: ``decoupled_penalty_step(..., damp=True)``.)"""
+    grads = [param.grad for param, _ in _soft_tensors(layers)]
     with torch.no_grad():
-        for layer in layers:
-            for param, projector, as_matrix in _weight_and_bias(layer):
-                _, residual = projector.penalty_and_residual(as_matrix(param.grad), shrink)
-                param.grad.sub_(residual.reshape(param.shape))
+        _, residual = _stacked_projectors(layers).residuals(_flat(grads)[None],
+                                                            _shrink_factors(rate))
+        _subtract(grads, residual[0])
 
 
-def decoupled_penalty_step(layers: list[SoftLinear], rate: torch.Tensor) -> torch.Tensor:
+def decoupled_penalty_step(layers: list[SoftLinear], rate: torch.Tensor, *,
+                           damp: bool = False) -> torch.Tensor:
     """Shrink every layer towards each group's equivariant subspace, outside the optimizer:
     W <- W - c_j (W - P_j W) with c_j = 1 - exp(-lr * lambda_j), capped so the c_j sum to
     at most 1 (a contraction). It is the gradient step of sum_j lambda_j R_j taken like
-    AdamW's decoupled weight decay, so Adam's moment estimates see only the data loss.
-    Returns the R_j measured before the step (float64, detached)."""
-    shrink = _shrink_factors(rate)
-    total = torch.zeros(len(rate), dtype=torch.float64, device=rate.device)
+    AdamW's decoupled weight decay, so Adam's moment estimates see only the data loss;
+    called between ``backward()`` and ``optimizer.step()`` it shrinks the weights before
+    the Adam update, as AdamW does. With ``damp`` the gradients get the same shrink in the
+    same pass (:func:`damp_gradients`). Returns the R_j measured before the step (float64,
+    detached, on the weights' device: no host synchronization)."""
+    tensors = _soft_tensors(layers)
+    params = [param for param, _ in tensors]
     with torch.no_grad():
-        for layer in layers:
-            for param, projector, as_matrix in _weight_and_bias(layer):
-                penalty, residual = projector.penalty_and_residual(as_matrix(param), shrink)
-                param.sub_(residual.reshape(param.shape))
-                total += penalty
-    return total
+        rows = [_flat(params)] + ([_flat([p.grad for p in params])] if damp else [])
+        penalty, residual = _stacked_projectors(layers).residuals(torch.stack(rows),
+                                                                  _shrink_factors(rate))
+        _subtract(params, residual[0])
+        if damp:
+            _subtract([p.grad for p in params], residual[1])
+    return penalty[0]
+
+
+def _soft_tensors(layers: list[SoftLinear]) -> list[tuple[torch.Tensor, Projector]]:
+    """Every soft layer's free weight and bias with its projector, in a fixed order."""
+    return [(param, projector) for layer in layers
+            for param, projector, _ in _weight_and_bias(layer)]
+
+
+def _stacked_projectors(layers: list[SoftLinear]) -> StackedProjectors:
+    """One :class:`StackedProjectors` over the layers' projectors, built once and kept on
+    the first layer."""
+    projectors = [projector for _, projector in _soft_tensors(layers)]
+    key = tuple(id(p) for p in projectors)
+    cached = layers[0].__dict__.get("_stacked_projectors")
+    if cached is None or cached[0] != key:
+        cached = (key, StackedProjectors(projectors))
+        layers[0].__dict__["_stacked_projectors"] = cached
+    return cached[1]
+
+
+def _flat(tensors: list[torch.Tensor]) -> torch.Tensor:
+    return torch.cat([t.reshape(-1) for t in tensors])
+
+
+def _subtract(tensors: list[torch.Tensor], flat: torch.Tensor) -> None:
+    """tensors -= their parts of the flat concatenation ``flat``."""
+    parts = flat.split([t.numel() for t in tensors])
+    for t, part in zip(tensors, parts, strict=True):
+        t.sub_(part.view_as(t))
 
 
 def _weight_and_bias(layer: SoftLinear) -> list[tuple[torch.Tensor, Projector, Callable]]:
