@@ -231,13 +231,15 @@ def _dense_reference_basis(rep_in: Rep, rep_out: Rep, group) -> torch.Tensor:
     an independent check of the block-sparse assembly (small cases only)."""
     d = group.d
     n_out, n_in = rep_out.size(d), rep_in.size(d)
+    eye_in, eye_out = (torch.eye(n, dtype=torch.float64) for n in (n_in, n_out))
     rows = []
     for A in torch.from_numpy(group.lie):
-        rows.append(torch.kron(rep_out.drho(A)[0], torch.eye(n_in, dtype=torch.float64))
-                    - torch.kron(torch.eye(n_out, dtype=torch.float64), rep_in.drho(A)[0].T.contiguous()))
+        rows.append(torch.kron(rep_out.drho(A)[0], eye_in)
+                    - torch.kron(eye_out, rep_in.drho(A)[0].T.contiguous()))
     for h in torch.from_numpy(group.discrete):
-        rows.append(torch.kron(rep_out.rho(h)[0], torch.linalg.inv(rep_in.rho(h)[0]).T.contiguous())
-                    - torch.eye(n_out * n_in, dtype=torch.float64))
+        inverse_t = torch.linalg.inv(rep_in.rho(h)[0]).T.contiguous()
+        rows.append(torch.kron(rep_out.rho(h)[0], inverse_t) - torch.eye(n_out * n_in,
+                                                                         dtype=torch.float64))
     if not rows:
         return torch.eye(n_out * n_in, dtype=torch.float64)
     _, s, vh = torch.linalg.svd(torch.cat(rows), full_matrices=True)
