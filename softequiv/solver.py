@@ -553,10 +553,11 @@ class StackedProjectors:
         squares, norm = [], 0.0
         total = weights.sum()
         for index, basis, group_of in steps:
-            block = columns.index_select(1, index).double().view(-1, basis.shape[0])
+            entries, k = basis.shape
+            block = columns.index_select(1, index).double().view(-1, entries)
             coeffs = block @ basis
             norm = norm + block.square().view(m, -1).sum(1, keepdim=True)
-            squares.append(coeffs.square().view(m, -1, coeffs.shape[1]).sum(1))
+            squares.append(coeffs.square().view(m, len(index) // entries, k).sum(1))
             pulled = coeffs @ (basis * weights[group_of]).T
             residual.index_copy_(1, index, (total * block - pulled).view(m, -1).to(columns))
         penalty = norm - torch.cat(squares, 1) @ onehot

@@ -239,7 +239,7 @@ def fit(problem: Problem, config: TrainConfig) -> TrainResult:
             tuner.rule = "published"  # the data gradient alone is only seen when decoupled
     free = {id(p) for layer in layers for p in layer.free_parameters()}
     params = list(model.parameters())
-    optimizer = torch.optim.Adam(params, lr=config.lr)
+    optimizer = _adam(params, config.lr)
     Xtr, Ytr = (t.to(device) for t in problem.tensors[TRAIN])
     Xva, Yva = (t.to(device) for t in problem.tensors[VALID])
     n = len(Xtr)
@@ -380,6 +380,16 @@ class GradientProbe:
             total = total + layer.weight_projector.penalty(weight) + layer.bias_projector.penalty(
                 bias[:, None])
         return total.cpu().numpy()
+
+
+def _adam(params: list[nn.Parameter], lr: float) -> torch.optim.Adam:
+    """Adam with the fused kernel where this torch has one for these tensors (one kernel for
+    all parameters instead of a loop of small ops: several times faster per step on CPU),
+    else the multi-tensor one."""
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.Adam(params, lr=lr, foreach=True)
 
 
 def _shrink_factors(rate: torch.Tensor) -> torch.Tensor:
