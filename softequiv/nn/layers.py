@@ -359,6 +359,46 @@ class NormRatios(InvariantScalars):
             self._outer = (source, target)
             pairs = n_vec * (n_vec + 1) // 2
             self.outer_mix = nn.Parameter(torch.randn(pairs, n_out) / math.sqrt(pairs))
+        self._build_plan()
+
+    def _build_plan(self) -> None:
+        """Index arrays that compute every type's Gram entries (upper triangles, row-major,
+        type after type: the order of ``mix``'s rows) as one gather-multiply-sum over the
+        input's coordinates, and the outer products likewise."""
+        left, right, entry, weights, owner, averaging = [], [], [], [], [], []
+        offset = 0
+        for t_i, (name, t, copies, dim) in enumerate(self._types):
+            idx = getattr(self, name).view(copies, dim)
+            rows, cols = torch.triu_indices(copies, copies)
+            left.append(idx[rows].reshape(-1))
+            right.append(idx[cols].reshape(-1))
+            entry.append((offset + torch.arange(len(rows))).repeat_interleave(dim))
+            weights.append(torch.full((len(rows),), sum(t.factors)))
+            owner.append(torch.full((len(rows),), t_i))
+            column = torch.zeros(len(rows), len(self._types))
+            column[rows == cols, t_i] = 1.0
+            averaging.append(column)
+            offset += len(rows)
+        empty = torch.zeros(0, dtype=torch.long)
+        for name, parts in (("_left", left), ("_right", right), ("_entry", entry),
+                            ("_owner", owner), ("_weight", weights)):
+            self.register_buffer(name, torch.cat(parts) if parts else empty, persistent=False)
+        # exact 0/1 entries: they stay exact under .float() / .double()
+        self.register_buffer("_diagonal", torch.cat(averaging) if averaging else torch.zeros(
+            0, 0), persistent=False)
+        self.register_buffer("_copies", torch.tensor([c for _, _, c, _ in self._types],
+                                                     dtype=torch.long), persistent=False)
+        self.register_buffer("_type_weight", torch.tensor(
+            [sum(t.factors) for _, t, _, _ in self._types], dtype=torch.long), persistent=False)
+        if self._outer is not None:
+            source, _ = self._outer
+            name, _, copies, dim = self._types[source]
+            idx = getattr(self, name).view(copies, dim)
+            rows, cols = torch.triu_indices(copies, copies)
+            self.register_buffer("_outer_left", idx[rows][:, :, None].expand(-1, dim, dim)
+                                 .reshape(-1), persistent=False)
+            self.register_buffer("_outer_right", idx[cols][:, None, :].expand(-1, dim, dim)
+                                 .reshape(-1), persistent=False)
 
     def feature_count(self) -> int:
         return sum(copies * (copies + 1) // 2 for _, _, copies, _ in self._types)
@@ -366,49 +406,49 @@ class NormRatios(InvariantScalars):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self._types:
             return x
-        copies, weights, squared_scale = self._scaled_copies(x)
-        added = self._ratios(copies, weights, squared_scale) @ self.mix
+        batch, size = x.shape[:-1], x.shape[-1]
+        # features first: every gather below takes whole contiguous rows of the batch
+        xt = x.reshape(-1, size).T.contiguous()
+        ratios, squared_scale = self._ratios_and_scale(xt)
+        added = self.mix.T @ ratios
         if self._outer is not None:
-            source, target = self._outer
-            x = x.index_add(-1, getattr(self, target),
-                            self.outer_products(copies[source], squared_scale).flatten(-2))
-        return self.add_to_scalars(x, added)
+            xt = xt.index_add(0, getattr(self, self._outer[1]),
+                              self._outer_products(xt, squared_scale))
+        out = torch.cat([xt[:self.scalars] + added, xt[self.scalars:]])
+        return out.T.reshape(*batch, size)
 
-    def outer_products(self, v: torch.Tensor, squared_scale: torch.Tensor) -> torch.Tensor:
-        """The learned mix of v_i v_k^T / r^2 (i <= k) over the Vector copies v
-        ``[..., copies, d]``: what the weight-0 rank-2 copies receive,
-        ``[..., their copies, d * d]``."""
-        rows, cols = torch.triu_indices(v.shape[-2], v.shape[-2], device=v.device)
-        outer = v[..., rows, :, None] * v[..., cols, None, :]
-        outer = outer.flatten(-2) / squared_scale[..., None, None]
-        return (outer.transpose(-1, -2) @ self.outer_mix).transpose(-1, -2)
+    def _outer_products(self, xt: torch.Tensor, squared_scale: torch.Tensor) -> torch.Tensor:
+        """The learned mix of v_i v_k^T / r^2 (i <= k) over the Vector copies v: what the
+        weight-0 rank-2 copies receive, ``[their copies * d * d, n]``."""
+        n = xt.shape[1]
+        products = xt.index_select(0, self._outer_left) * xt.index_select(0, self._outer_right)
+        products = (products / squared_scale).view(self.outer_mix.shape[0], -1)
+        return (self.outer_mix.T @ products).view(-1, n)
 
-    def _ratios(self, copies: list[torch.Tensor], weights: list[int],
-                squared_scale: torch.Tensor) -> torch.Tensor:
-        features = []
-        for v, weight in zip(copies, weights, strict=True):
-            rows, cols = torch.triu_indices(v.shape[-2], v.shape[-2], device=v.device)
-            gram = (v @ v.transpose(-1, -2))[..., rows, cols]
-            if weight != 0:
-                gram = gram * squared_scale[..., None].pow(-weight)
-            features.append(gram / (1 + gram[..., rows == cols].mean(-1, keepdim=True)))
-        return torch.cat(features, dim=-1)
+    def _ratios_and_scale(self, xt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The invariant norm ratios ``[features, n]`` and the squared reference scale r^2
+        ``[n]`` of xt ``[size, n]`` (features first).
+
+        Each type's Gram entries times r^{-2w} (w its weight), divided by one plus their
+        mean diagonal; r^2 sums, over the positive-weight types, their mean squared norm
+        to the power 1/w."""
+        products = xt.index_select(0, self._left) * xt.index_select(0, self._right)
+        gram = xt.new_zeros(len(self._weight), xt.shape[1]).index_add(0, self._entry, products)
+        diagonal, copies = self._diagonal.to(xt.dtype).T, self._copies.to(xt.dtype)[:, None]
+        weight = self._type_weight.to(xt.dtype)[:, None]
+        positive = self._type_weight[:, None] > 0
+        powers = ((diagonal @ gram) / copies + self.TINY).pow(
+            torch.where(positive, 1 / weight, torch.zeros_like(weight)))
+        squared_scale = self.TINY + torch.where(positive, powers,
+                                                torch.zeros_like(powers)).sum(0)
+        scaled = gram * squared_scale.pow(-self._weight.to(xt.dtype)[:, None])
+        mean_diagonal = ((diagonal @ scaled) / copies).index_select(0, self._owner)
+        return scaled / (1 + mean_diagonal), squared_scale
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The invariant norm ratios of x (what the scalars receive, before mixing)."""
-        return self._ratios(*self._scaled_copies(x))
-
-    def _scaled_copies(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[int],
-                                                       torch.Tensor]:
-        """Every type's copies, its weight, and the squared reference scale r^2."""
-        copies = [self.type_copies(x, name, n, dim) for name, _, n, dim in self._types]
-        weights = [sum(t.factors) for _, t, _, _ in self._types]
-        squared_scale = x.new_full(x.shape[:-1], self.TINY)
-        for v, weight in zip(copies, weights, strict=True):
-            if weight > 0:
-                squared_scale = squared_scale + (
-                    v.square().sum((-1, -2)) / v.shape[-2] + self.TINY).pow(1 / weight)
-        return copies, weights, squared_scale
+        xt = x.reshape(-1, x.shape[-1]).T.contiguous()
+        return self._ratios_and_scale(xt)[0].T.reshape(*x.shape[:-1], -1)
 
 
 class AffineDistances(InvariantScalars):
