@@ -489,6 +489,14 @@ class Projector(nn.Module):
                 for j in range(self.n_groups)]
 
 
+def _content_key(basis: torch.Tensor) -> bytes | int:
+    """Equal bases give equal keys (their bytes); a tensor without data (the meta device,
+    for checking device placement) is only equal to itself."""
+    if basis.is_meta:
+        return id(basis)
+    return basis.cpu().numpy().tobytes()
+
+
 class StackedProjectors:
     """Several projectors (e.g. every soft layer's weight and bias projector) applied to their
     tensors together: the closed-form penalty and damping updates taken at every step.
@@ -524,17 +532,18 @@ class StackedProjectors:
                         continue
                     flat = offset + (rows.reshape(na, 1, da, 1) * n_in
                                      + cols.reshape(1, nb, 1, db)).reshape(-1)
-                    same = (da * db, ks, basis.cpu().numpy().tobytes())
+                    same = (da * db, ks, _content_key(basis))
                     pairs.setdefault(same, (basis, ks, []))[2].append(flat)
                 offset += size
-            steps = []
+            steps, groups = [], []
             for basis, ks, flats in pairs.values():
                 group_of = torch.repeat_interleave(torch.arange(self.n_groups),
                                                    torch.tensor(ks, dtype=torch.long))
+                groups.append(group_of)
                 steps.append((torch.from_numpy(np.concatenate(flats)).to(device),
                               basis.to(device, torch.float64), group_of.to(device)))
-            onehot = torch.cat([torch.nn.functional.one_hot(g.cpu(), self.n_groups)
-                                for *_, g in steps]) if steps else torch.zeros(0, self.n_groups)
+            onehot = (torch.nn.functional.one_hot(torch.cat(groups), self.n_groups) if groups
+                      else torch.zeros(0, self.n_groups))
             self._plans[key] = (steps, onehot.to(device, torch.float64))
         return self._plans[key]
 

@@ -11,6 +11,7 @@ import copy
 import math
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
@@ -45,7 +46,9 @@ class TrainConfig:
     way); ``"decoupled"`` (default) applies its gradient step outside Adam, see
     :func:`decoupled_penalty_step`. ``lambda_probe`` is the starting strength before t_adj
     (see :class:`~softequiv.tuning.StrengthTuner`). ``p`` and ``rule`` left at None take the
-    dataset's ``tuning``, else 2 and ``"gradient"``. ``snap`` (soft models only) makes the
+    dataset's ``tuning``, else 2 and ``"gradient"``. ``torch_compile`` trains through
+    ``torch.compile(model)`` (eager if compiling fails; on CPU it does not pay, see the README's
+    Performance section). ``snap`` (soft models only) makes the
     selected model exactly equivariant to the candidate whose projection lowers the
     validation MSE most, if any does (see :func:`snap_to_best_group`).
     """
@@ -75,6 +78,7 @@ class TrainConfig:
     device: str = "auto"
     progress: bool = True
     threads: int | None = None
+    torch_compile: bool = False
 
     def resolved(self, tuning: dict | None = None) -> TrainConfig:
         """A copy with defaults that depend on ``epochs`` and on the dataset's ``tuning``
@@ -224,6 +228,7 @@ def fit(problem: Problem, config: TrainConfig) -> TrainResult:
     device = _device(config.device)
     start = time.perf_counter()
     model = build_model(problem, config).to(device)
+    forward = compiled(model) if config.torch_compile else model
     layers = soft_layers(model)
     tuner = None
     if config.method in ("per", "sample") and len(problem.groups) > 1:
@@ -262,7 +267,7 @@ def fit(problem: Problem, config: TrainConfig) -> TrainResult:
         for i in range(steps_per_epoch):
             idx = order[i * config.batch_size:(i + 1) * config.batch_size]
             x, y = Xtr[idx], Ytr[idx]
-            pred = model(x)
+            pred = forward(x)
             loss = ((pred - y) ** 2).mean()
             decoupled = config.method == "per" and config.penalty == "decoupled" and layers
             reg = None if decoupled else _regularizers(model, layers, problem, config, x,
@@ -382,14 +387,44 @@ class GradientProbe:
         return total.cpu().numpy()
 
 
+def compiled(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``torch.compile(model)`` as a callable that falls back to the eager model, with one
+    warning, when compiling is unavailable or fails (compiling happens at the first call)."""
+    try:
+        fast = torch.compile(model, dynamic=False)
+    except Exception as exc:  # noqa: BLE001 - any failure means: train eagerly
+        return _eager_after(model, exc)
+    state = {"fast": fast}
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        if state["fast"] is not None:
+            try:
+                return state["fast"](x)
+            except Exception as exc:  # noqa: BLE001 - e.g. no C++ compiler for inductor
+                state["fast"] = None
+                _eager_after(model, exc)
+        return model(x)
+
+    return forward
+
+
+def _eager_after(model: nn.Module, exc: Exception) -> nn.Module:
+    warnings.warn(f"torch.compile is unavailable here ({type(exc).__name__}: "
+                  f"{str(exc).splitlines()[0] if str(exc) else ''}); training eagerly",
+                  RuntimeWarning, stacklevel=3)
+    return model
+
+
 def _adam(params: list[nn.Parameter], lr: float) -> torch.optim.Adam:
     """Adam with the fused kernel where this torch has one for these tensors (one kernel for
     all parameters instead of a loop of small ops: several times faster per step on CPU),
     else the multi-tensor one."""
-    try:
-        return torch.optim.Adam(params, lr=lr, fused=True)
-    except (RuntimeError, TypeError, ValueError):
-        return torch.optim.Adam(params, lr=lr, foreach=True)
+    if all(p.device.type in ("cpu", "cuda") for p in params):
+        try:
+            return torch.optim.Adam(params, lr=lr, fused=True)
+        except (RuntimeError, TypeError, ValueError):  # torch < 2.4 on CPU
+            pass
+    return torch.optim.Adam(params, lr=lr, foreach=True)
 
 
 def _shrink_factors(rate: torch.Tensor) -> torch.Tensor:
