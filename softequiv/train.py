@@ -438,11 +438,7 @@ def damp_gradients(layers: list[SoftLinear], rate: torch.Tensor) -> None:
     then moves in the equivariant subspace as a hard EMLP would, instead of spending its
     step sizes on mini-batch noise that the penalty removes again. (Training does this in
     the same pass as the penalty step: ``decoupled_penalty_step(..., damp=True)``.)"""
-    grads = [param.grad for param, _ in _soft_tensors(layers)]
-    with torch.no_grad():
-        _, residual = _stacked_projectors(layers).residuals(_flat(grads)[None],
-                                                            _shrink_factors(rate))
-        _subtract(grads, residual[0])
+    _shrink_towards_subspaces(layers, _shrink_factors(rate), weights=False, grads=True)
 
 
 def decoupled_penalty_step(layers: list[SoftLinear], rate: torch.Tensor, *,
@@ -455,33 +451,52 @@ def decoupled_penalty_step(layers: list[SoftLinear], rate: torch.Tensor, *,
     the Adam update, as AdamW does. With ``damp`` the gradients get the same shrink in the
     same pass (:func:`damp_gradients`). Returns the R_j measured before the step (float64,
     detached, on the weights' device: no host synchronization)."""
-    tensors = _soft_tensors(layers)
-    params = [param for param, _ in tensors]
+    return _shrink_towards_subspaces(layers, _shrink_factors(rate), weights=True, grads=damp)
+
+
+def _shrink_towards_subspaces(layers: list[SoftLinear], shrink: torch.Tensor, *,
+                              weights: bool, grads: bool) -> torch.Tensor:
+    """x <- x - sum_j shrink_j (x - P_j x) for the layers' free weights and biases and/or
+    their gradients; returns the weights' R_j before the step (zeros without ``weights``).
+    Dense layers' tensors go through one :class:`StackedProjectors` pass; other soft layers
+    (convolutions) through their projectors' ``penalty_and_residual``."""
+    total = torch.zeros(len(shrink), dtype=torch.float64, device=shrink.device)
+    dense = [(p, proj) for layer in layers for p, proj, _ in _weight_and_bias(layer)
+             if isinstance(proj, Projector)]
     with torch.no_grad():
-        rows = [_flat(params)] + ([_flat([p.grad for p in params])] if damp else [])
-        penalty, residual = _stacked_projectors(layers).residuals(torch.stack(rows),
-                                                                  _shrink_factors(rate))
-        _subtract(params, residual[0])
-        if damp:
-            _subtract([p.grad for p in params], residual[1])
-    return penalty[0]
+        if dense:
+            params = [p for p, _ in dense]
+            rows = ([_flat(params)] if weights else []) + (
+                [_flat([p.grad for p in params])] if grads else [])
+            penalty, residual = _stacked_projectors([proj for _, proj in dense]).residuals(
+                torch.stack(rows), shrink)
+            if weights:
+                _subtract(params, residual[0])
+                total += penalty[0]
+            if grads:
+                _subtract([p.grad for p in params], residual[-1])
+        for layer in layers:
+            for param, projector, as_matrix in _weight_and_bias(layer):
+                if isinstance(projector, Projector):
+                    continue
+                if grads:
+                    _, residual = projector.penalty_and_residual(as_matrix(param.grad), shrink)
+                    param.grad.sub_(residual.reshape(param.shape))
+                if weights:
+                    penalty, residual = projector.penalty_and_residual(as_matrix(param), shrink)
+                    param.sub_(residual.reshape(param.shape))
+                    total += penalty
+    return total
 
 
-def _soft_tensors(layers: list[SoftLinear]) -> list[tuple[torch.Tensor, Projector]]:
-    """Every soft layer's free weight and bias with its projector, in a fixed order."""
-    return [(param, projector) for layer in layers
-            for param, projector, _ in _weight_and_bias(layer)]
-
-
-def _stacked_projectors(layers: list[SoftLinear]) -> StackedProjectors:
-    """One :class:`StackedProjectors` over the layers' projectors, built once and kept on
-    the first layer."""
-    projectors = [projector for _, projector in _soft_tensors(layers)]
+def _stacked_projectors(projectors: list[Projector]) -> StackedProjectors:
+    """One :class:`StackedProjectors` over these projectors, built once and kept on the
+    first of them."""
     key = tuple(id(p) for p in projectors)
-    cached = layers[0].__dict__.get("_stacked_projectors")
+    cached = projectors[0].__dict__.get("_stacked_projectors")
     if cached is None or cached[0] != key:
         cached = (key, StackedProjectors(projectors))
-        layers[0].__dict__["_stacked_projectors"] = cached
+        projectors[0].__dict__["_stacked_projectors"] = cached
     return cached[1]
 
 
