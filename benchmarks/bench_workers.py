@@ -3,7 +3,7 @@ local Ray workers (one torch thread each), on this machine, back to back, and wh
 both give the same results.
 
 Reduced grid: 2 settings (axis z eps -1, axis x eps 0.3) x 2 methods (MLP, PER) x 2 seeds,
-100 epochs (the full table: 6 settings x 6 methods x 5 seeds x 400 epochs). Needs
+100 epochs, T_adj 25 (the full table: 6 settings x 6 methods x 5 seeds x 400 epochs). Needs
 ``softequiv[ray]``. Writes benchmarks/results/workers.json. Run:
 ``.venv/bin/python benchmarks/bench_workers.py``.
 """
@@ -20,7 +20,7 @@ from softequiv.bench import run_benchmark
 RESULTS = Path(__file__).parent / "results" / "workers.json"
 GRID = {"seeds": 2, "methods": ["MLP", "PER"],
         "settings": [{"axis": "z", "eps": -1.0}, {"axis": "x", "eps": 0.3}],
-        "protocol": {"epochs": 100}}
+        "protocol": {"epochs": 100, "t_adj": 25, "window": 12}}
 
 
 def main() -> dict:
