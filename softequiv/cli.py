@@ -221,7 +221,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
 
 def cmd_data_mujoco(args: argparse.Namespace) -> int:
     """Simulate MuJoCo trajectories (cached by their arguments) and write an .npz file."""
-    from softequiv.data.mujoco import generate_to_file
+    from softequiv.data.simulators.mujoco import generate_to_file
 
     start = time.perf_counter()
     path = generate_to_file(args.out, env=args.env, trajectories=args.trajectories,

@@ -156,7 +156,7 @@ def test_true_errors(datasets, bodies, variant) -> None:
 
 @needs_mujoco
 def test_torso_truth_matches_simulator_measurement(cache, datasets) -> None:
-    from softequiv.data import mujoco as mj
+    from softequiv.data.simulators import mujoco as mj
 
     ref = mj.simulator_equivariance_errors(
         "ant", trajectories=motion.TRUTH_TRAJECTORIES, seconds=1.2, seed=3, bodies="torso")
