@@ -1,0 +1,353 @@
+"""Smoke plumes on a square grid, simulated with PhiFlow (issue 12).
+
+Physics (the PhiFlow smoke-plume setting of Wang, Walters & Yu, ICML 2022): a closed square
+box of ``grid`` x ``grid`` unit cells. Each simulation has one inflow, a soft disc of radius
+``radius`` cells that adds ``rate`` smoke density per step, and a buoyancy vector b: the
+force on the fluid is smoke density times b. One step of length ``dt``:
+
+1. smoke is advected by the velocity (MacCormack) and the inflow adds to it;
+2. velocity is advected by itself (semi-Lagrangian) and the buoyancy force is added;
+3. a pressure projection makes it divergence-free with zero velocity through the walls
+   (PhiFlow's ``make_incompressible``, the pressure found by a direct sparse solve).
+
+Everything runs in float64 (``phi.math.precision(64)``): in float32 the pressure solve
+can raise ``Diverged`` on these CPUs, and the equivariance checks need round-off level
+agreement.
+
+Layout of what :func:`simulate` returns (the layout of every field in softequiv, SPEC 10):
+arrays ``[..., C, H, W]`` with the last axis x and the one before it y (row 0 is the
+bottom, y grows upwards), ``H == W == grid``; a velocity has two channels, its (x, y)
+components. PhiFlow keeps velocity on the faces of the cells (a staggered grid); here
+each component is averaged over the two faces of a cell, so every value sits at a cell
+centre. Units: lengths in cells, time in steps of ``dt``, velocities in cells per unit
+time. Positions (inflow centres) are given relative to the grid centre.
+
+Symmetry: the box, the grid and the discretization are symmetric under the point group
+D4 of the square about the grid centre, so the simulator is equivariant,
+sim(g inflow, g b) = g sim(inflow, b), up to round-off (measured in the tests). What
+breaks a symmetry is a rule that ties the buoyancy to the inflow in a non-symmetric way
+(buoyancy always upwards, or stronger on some sides): :func:`equivariance_errors`
+measures the error of the map inflow -> trajectory under such a rule, the ground truth of
+:mod:`softequiv.data.plumes`. An element g acts on a field f by
+(g f)(p) = g f(g^{-1} p), p the cell centre's position about the grid centre
+(:func:`act`); on a square grid that only permutes cells, so the action is exact.
+
+``phiflow`` is an optional dependency: ``pip install 'softequiv[fluids]'``.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from softequiv.data.cache import args_digest, cache_dir, write_npz
+from softequiv.data.simulators import relative_error
+from softequiv.errors import InputError
+
+__all__ = [
+    "D4_ELEMENTS",
+    "FORMAT_VERSION",
+    "SUBGROUPS",
+    "act",
+    "act_on_points",
+    "equivariance_errors",
+    "orbit",
+    "simulate",
+    "simulate_cached",
+]
+
+#: Bumped whenever simulated numbers change for the same arguments (invalidates caches).
+FORMAT_VERSION = 1
+
+#: The point group of the square as 2x2 matrices acting on (x, y), by name.
+D4_ELEMENTS: dict[str, np.ndarray] = {
+    "e": np.array([[1, 0], [0, 1]]),
+    "r90": np.array([[0, -1], [1, 0]]),
+    "r180": np.array([[-1, 0], [0, -1]]),
+    "r270": np.array([[0, 1], [-1, 0]]),
+    "flip_x": np.array([[-1, 0], [0, 1]]),  # (x, y) -> (-x, y)
+    "flip_y": np.array([[1, 0], [0, -1]]),  # (x, y) -> (x, -y)
+    "swap": np.array([[0, 1], [1, 0]]),  # (x, y) -> (y, x)
+    "antiswap": np.array([[0, -1], [-1, 0]]),  # (x, y) -> (-y, -x)
+}
+
+#: The candidate lattice groups of SPEC 10 as sets of :data:`D4_ELEMENTS` names.
+SUBGROUPS: dict[str, tuple[str, ...]] = {
+    "D4": tuple(D4_ELEMENTS),
+    "C4": ("e", "r90", "r180", "r270"),
+    "C2": ("e", "r180"),
+    "D2": ("e", "r180", "flip_x", "flip_y"),
+    "FlipX": ("e", "flip_x"),
+    "FlipY": ("e", "flip_y"),
+}
+
+_SOLVER = "scipy-direct"
+# Simulation parameters and their defaults (lengths in cells, time in steps).
+_DEFAULTS = {"grid": 32, "steps": 48, "radius": 2.0, "rate": 0.2, "dt": 1.0}
+
+
+def _phiflow() -> Any:
+    """Import ``phi.flow`` or explain how to install it (an optional dependency)."""
+    try:
+        from phi import flow
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "the smoke datasets need PhiFlow: pip install 'softequiv[fluids]'"
+        ) from exc
+    return flow
+
+
+def _check_params(grid: int, steps: int, radius: float, rate: float, dt: float) -> None:
+    if isinstance(grid, bool) or not isinstance(grid, (int, np.integer)) or grid < 4:
+        raise InputError(f"smoke grid must be an integer of at least 4 cells, got {grid!r}")
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+        raise InputError(f"smoke steps must be a positive integer, got {steps!r}")
+    for name, value in (("radius", radius), ("rate", rate), ("dt", dt)):
+        if not (isinstance(value, (int, float)) and np.isfinite(value) and value > 0):
+            raise InputError(f"smoke {name} must be a positive number, got {value!r}")
+
+
+def _as_pairs(values: object, what: str) -> np.ndarray:
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.ndim != 2 or arr.shape[1] != 2 or len(arr) == 0 or not np.isfinite(arr).all():
+        raise InputError(f"{what} must be a non-empty list of finite (x, y) pairs, "
+                         f"got shape {arr.shape}")
+    return arr
+
+
+def simulate(
+    inflows: Sequence[Sequence[float]] | np.ndarray,
+    buoyancy: Sequence[Sequence[float]] | np.ndarray,
+    *,
+    grid: int = _DEFAULTS["grid"],
+    steps: int = _DEFAULTS["steps"],
+    radius: float = _DEFAULTS["radius"],
+    rate: float = _DEFAULTS["rate"],
+    dt: float = _DEFAULTS["dt"],
+) -> dict[str, np.ndarray]:
+    """Simulate one smoke plume per inflow, all in one PhiFlow batch.
+
+    ``inflows`` [B, 2] are the inflow centres relative to the grid centre (cells) and
+    ``buoyancy`` [B, 2] the buoyancy vector of each simulation. Starts from rest with no
+    smoke and returns float64 arrays after each of the ``steps`` steps:
+    ``velocity`` [B, steps, 2, grid, grid] at cell centres (channels x, y) and ``smoke``
+    [B, steps, grid, grid]. Deterministic; each simulation's result does not depend on
+    the others in the batch.
+    """
+    _check_params(grid, steps, radius, rate, dt)
+    pos = _as_pairs(inflows, "inflows")
+    force = _as_pairs(buoyancy, "buoyancy")
+    if len(pos) != len(force):
+        raise InputError(f"{len(pos)} inflows but {len(force)} buoyancy vectors")
+    flow = _phiflow()
+    math = flow.math
+    n = int(grid)
+    with math.precision(64), warnings.catch_warnings():
+        # PhiFlow warns that the closed box's pressure system is singular (it is, by one
+        # constant; the direct solve is told so) and that SciPy gets a COO matrix.
+        warnings.simplefilter("ignore")
+        sims = flow.batch(sim=len(pos))
+        vector = flow.channel(vector="x,y")
+        centres = math.tensor(pos + n / 2, sims, vector)
+        b = math.tensor(force, sims, vector)
+        bounds = flow.Box(x=n, y=n)
+        smoke = flow.CenteredGrid(0, flow.extrapolation.ZERO_GRADIENT, bounds, x=n, y=n)
+        velocity = flow.StaggeredGrid(0, flow.extrapolation.ZERO, bounds, x=n, y=n)
+        source = flow.resample(flow.Sphere(center=centres, radius=float(radius)), to=smoke,
+                               soft=True) * float(rate)
+        smoke = smoke + 0.0 * source  # give the state its batch dimension
+        velocity = velocity + flow.resample(smoke * b, to=velocity) * 0.0
+        solve = flow.Solve(_SOLVER, rank_deficiency=1)
+
+        def step(velocity: Any, smoke: Any) -> tuple[Any, Any]:
+            smoke = flow.advect.mac_cormack(smoke, velocity, dt) + source
+            lift = flow.resample(smoke * b, to=velocity) * dt
+            velocity = flow.advect.semi_lagrangian(velocity, velocity, dt) + lift
+            velocity, _ = flow.fluid.make_incompressible(velocity, (), solve)
+            return velocity, smoke
+
+        faces = np.empty((len(pos), steps, 2, n + 1, n + 1))
+        density = np.empty((len(pos), steps, n, n))
+        for t in range(steps):
+            velocity, smoke = step(velocity, smoke)
+            faces[:, t] = velocity.staggered_tensor().numpy("sim,vector,y,x")
+            density[:, t] = smoke.values.numpy("sim,y,x")
+    centred = np.empty((len(pos), steps, 2, n, n))
+    centred[:, :, 0] = 0.5 * (faces[:, :, 0, :n, :n] + faces[:, :, 0, :n, 1:])
+    centred[:, :, 1] = 0.5 * (faces[:, :, 1, :n, :n] + faces[:, :, 1, 1:, :n])
+    return {"velocity": centred, "smoke": density}
+
+
+def _settings(params: dict[str, Any]) -> dict[str, Any]:
+    """Simulation parameters with defaults filled in and checked (one-line errors)."""
+    unknown = sorted(set(params) - set(_DEFAULTS))
+    if unknown:
+        raise InputError(f"unknown smoke simulation options: {', '.join(unknown)}; "
+                         f"choose from {', '.join(_DEFAULTS)}")
+    settings = {**_DEFAULTS, **params}
+    _check_params(**settings)
+    return settings
+
+
+def _entry_path(settings: dict[str, Any], inflow: np.ndarray, buoyancy: np.ndarray) -> tuple[
+        Path, dict[str, Any]]:
+    """Cache file and key of one simulation (results do not depend on the batch)."""
+    key = {"grid": int(settings["grid"]), "steps": int(settings["steps"]),
+           **{k: float(settings[k]) for k in ("radius", "rate", "dt")},
+           "inflow": [float(v) for v in inflow], "buoyancy": [float(v) for v in buoyancy],
+           "solver": _SOLVER, "format": FORMAT_VERSION, "phiflow": _phiflow_version()}
+    name = f"smoke_g{key['grid']}_s{key['steps']}_{args_digest(key)}.npz"
+    return cache_dir() / name, key
+
+
+def _read_entry(path: Path, key: dict[str, Any]) -> dict[str, np.ndarray] | None:
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            if json.loads(str(f["key"])) == key:
+                return {"velocity": f["velocity"], "smoke": f["smoke"]}
+    except (OSError, ValueError, KeyError):
+        pass  # missing, unreadable or foreign entry: simulate again and replace it
+    return None
+
+
+def simulate_cached(
+    inflows: Sequence[Sequence[float]] | np.ndarray,
+    buoyancy: Sequence[Sequence[float]] | np.ndarray,
+    **params: Any,
+) -> dict[str, np.ndarray]:
+    """:func:`simulate` through the on-disk cache (:mod:`softequiv.data.cache`).
+
+    Each simulation is one cache entry keyed by its inflow, buoyancy, every parameter,
+    the format version and the PhiFlow version, so datasets that share a simulation share
+    its entry; the missing ones are simulated together in one batch. Writes are atomic,
+    and an unreadable entry is simulated again and replaced.
+    """
+    pos = _as_pairs(inflows, "inflows")
+    force = _as_pairs(buoyancy, "buoyancy")
+    if len(pos) != len(force):
+        raise InputError(f"{len(pos)} inflows but {len(force)} buoyancy vectors")
+    settings = _settings(params)
+    entries = [_entry_path(settings, p, b) for p, b in zip(pos, force, strict=True)]
+    found = [_read_entry(path, key) if path.is_file() else None for path, key in entries]
+    missing = [i for i, hit in enumerate(found) if hit is None]
+    if missing:
+        fresh = simulate(pos[missing], force[missing], **settings)
+        for j, i in enumerate(missing):
+            found[i] = {name: arr[j] for name, arr in fresh.items()}
+            path, key = entries[i]
+            try:
+                write_npz(path, {**found[i], "key": np.array(json.dumps(key))})
+            except OSError:  # pragma: no cover - read-only cache: still return the numbers
+                pass
+    return {name: np.stack([hit[name] for hit in found]) for name in ("velocity", "smoke")}
+
+
+def _phiflow_version() -> str:
+    from importlib.metadata import version
+
+    _phiflow()
+    return version("phiflow")
+
+
+# ----------------------------------------------------------------------------------------
+# The point group acting on positions and fields
+
+
+def act_on_points(g: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """g p for positions p [..., 2] about the grid centre."""
+    return np.asarray(points, dtype=np.float64) @ np.asarray(g, dtype=np.float64).T
+
+
+def act(g: np.ndarray, fields: np.ndarray, *, vector: bool = True) -> np.ndarray:
+    """(g f)(p) = rho(g) f(g^{-1} p) on fields [..., 2, H, W] (``vector``) or [..., H, W].
+
+    ``g`` is one of :data:`D4_ELEMENTS`; p runs over cell centres about the grid centre,
+    so for a square grid the motion permutes cells exactly. A vector field's channels are
+    also rotated (rho(g) = g); a scalar field's are not.
+    """
+    g = np.asarray(g)
+    f = np.asarray(fields)
+    n = f.shape[-1]
+    if f.shape[-2] != n:
+        raise InputError(f"the lattice group acts on square grids, got {f.shape[-2:]}")
+    if vector and (f.ndim < 3 or f.shape[-3] != 2):
+        raise InputError(f"a vector field needs 2 channels before H, W, got {f.shape}")
+    # Cell index i <-> position i - (n - 1) / 2; the source of cell p is g^{-1} p.
+    idx = np.arange(n) - (n - 1) / 2
+    py, px = np.meshgrid(idx, idx, indexing="ij")
+    src = np.stack([px, py], axis=-1) @ np.linalg.inv(g).T  # [n, n, 2] as (x, y)
+    sx = np.rint(src[..., 0] + (n - 1) / 2).astype(int)
+    sy = np.rint(src[..., 1] + (n - 1) / 2).astype(int)
+    moved = f[..., sy, sx]
+    if vector:
+        moved = np.einsum("ij,...jhw->...ihw", g.astype(f.dtype), moved)
+    return moved
+
+
+def orbit(points: np.ndarray) -> np.ndarray:
+    """The distinct images of positions [P, 2] under D4, first the points themselves."""
+    images = [act_on_points(D4_ELEMENTS[name], points) for name in D4_ELEMENTS]
+    out: list[np.ndarray] = []
+    for p in np.concatenate(images):
+        if not any(np.allclose(p, q, atol=1e-9) for q in out):
+            out.append(p)
+    return np.array(out)
+
+
+def equivariance_errors(
+    inflows: np.ndarray,
+    rule: Callable[[np.ndarray], np.ndarray],
+    *,
+    frames: slice | None = None,
+    simulated: tuple[np.ndarray, np.ndarray] | None = None,
+    **params: Any,
+) -> dict[str, float]:
+    """The simulator's relative equivariance error per D4 element under a buoyancy rule.
+
+    The map is f: inflow position -> velocity frames, with buoyancy ``rule(inflows)``
+    ([P, 2] -> [P, 2]) fixed by the dataset's setting. For each element g and each of the
+    ``inflows`` p, f(g p) is compared with g f(p) (SPEC 6: mean over inflows and frames
+    of ||f(g p) - g f(p)|| / (||f(g p)|| + ||g f(p)||)). A rule that commutes with g
+    (rule(g p) = g rule(p)) gives round-off; otherwise the error measures the break.
+    ``frames`` selects the compared frames (default all). ``simulated`` may pass
+    (positions [Q, 2], velocity [Q, steps, 2, H, W]) already simulated with the same rule
+    and ``params``; the orbit positions missing from it are simulated (cached).
+    Returns errors by :data:`D4_ELEMENTS` name (``"e"`` is 0).
+    """
+    base = _as_pairs(inflows, "inflows")
+    need = orbit(base)
+    known_pos = np.zeros((0, 2)) if simulated is None else np.asarray(simulated[0], float)
+    missing = np.array([p for p in need
+                        if not np.any(np.all(np.abs(known_pos - p) < 1e-9, axis=1))])
+    velocity_of: list[tuple[np.ndarray, np.ndarray]] = []
+    if simulated is not None:
+        velocity_of += list(zip(known_pos, simulated[1], strict=True))
+    if len(missing):
+        fresh = simulate_cached(missing, rule(missing), **params)["velocity"]
+        velocity_of += list(zip(missing, fresh, strict=True))
+
+    def lookup(p: np.ndarray) -> np.ndarray:
+        for q, v in velocity_of:
+            if np.allclose(p, q, atol=1e-9):
+                return v if frames is None else v[frames]
+        raise AssertionError("orbit position not simulated")  # pragma: no cover
+
+    errors = {}
+    for name, g in D4_ELEMENTS.items():
+        moved = np.stack([lookup(p) for p in act_on_points(g, base)])
+        expected = act(g, np.stack([lookup(p) for p in base]))
+        errors[name] = relative_error(moved.reshape(-1, *moved.shape[2:]),
+                                      expected.reshape(-1, *expected.shape[2:]))
+    return errors
+
+
+def group_errors(element_errors: dict[str, float],
+                 groups: Sequence[str] = tuple(SUBGROUPS)) -> dict[str, float]:
+    """Per candidate group, the mean element error over the group (g drawn uniformly)."""
+    return {name: float(np.mean([element_errors[e] for e in SUBGROUPS[name]]))
+            for name in groups}
