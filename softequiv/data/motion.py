@@ -48,6 +48,7 @@ import numpy as np
 
 from softequiv.data.base import TEST, TRAIN, VALID, Dataset, standard_split
 from softequiv.data.cache import args_digest, cache_dir, write_json
+from softequiv.data.options import choice_option, integer_option
 from softequiv.data.simulators import mujoco as mj
 from softequiv.data.simulators.mujoco.model import _mujoco
 from softequiv.data.simulators.mujoco.symmetry import _group_sample
@@ -98,20 +99,6 @@ _TRUTH_KEYS = {
 _VARIANTS = ("o3", "se3")
 _BODIES = ("torso", "all")
 _PARTS = {"train": TRAIN, "valid": VALID, "test": TEST}
-
-
-def _int(value: object, what: str, low: int) -> int:
-    if isinstance(value, bool):
-        raise InputError(f"{what} must be an integer, got {value!r}")
-    try:
-        out = int(value)  # type: ignore[call-overload]
-    except (TypeError, ValueError):
-        raise InputError(f"{what} must be an integer, got {value!r}") from None
-    if isinstance(value, float) and out != value:
-        raise InputError(f"{what} must be an integer, got {value!r}")
-    if out < low:
-        raise InputError(f"{what} must be at least {low}, got {value!r}")
-    return out
 
 
 def distinct_bodies(positions: np.ndarray) -> list[int]:
@@ -233,15 +220,12 @@ def mujoco_ant(
     :data:`TRUTH_TRAJECTORIES` fresh initial states over ``seconds``, cached on disk).
     Deterministic per arguments.
     """
-    if variant not in _VARIANTS:
-        raise InputError(f"mujoco-ant variant must be one of {', '.join(_VARIANTS)}, "
-                         f"got {variant!r}")
-    if bodies not in _BODIES:
-        raise InputError(f"mujoco-ant bodies must be one of {', '.join(_BODIES)}, got {bodies!r}")
-    T = _int(trajectories, "mujoco-ant trajectories", 3)
-    seed = _int(seed, "mujoco-ant seed", 0)
-    past = _int(past, "mujoco-ant past", 1)
-    future = _int(future, "mujoco-ant future", 1)
+    choice_option(variant, _VARIANTS, "mujoco-ant variant")
+    choice_option(bodies, _BODIES, "mujoco-ant bodies")
+    T = integer_option(trajectories, "mujoco-ant trajectories", 3)
+    seed = integer_option(seed, "mujoco-ant seed", 0)
+    past = integer_option(past, "mujoco-ant past", 1)
+    future = integer_option(future, "mujoco-ant future", 1)
     try:
         seconds = float(seconds)
     except (TypeError, ValueError):

@@ -42,11 +42,15 @@ round-off, ~1e-16). ``info["element_errors"]`` keeps the per-element numbers.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from softequiv.data.base import TEST, TRAIN, VALID, Dataset
+from softequiv.data.cache import write_npz
+from softequiv.data.options import choice_option, integer_option
 from softequiv.data.simulators import smoke as sim
 from softequiv.data.windows import sliding_windows
 from softequiv.errors import InputError
@@ -61,6 +65,7 @@ __all__ = [
     "buoyancy_rule",
     "inflow_positions",
     "smoke",
+    "write_file",
 ]
 
 #: Candidate groups, ambient group first.
@@ -81,18 +86,6 @@ _DEPTH = 11.0
 _MIRROR_OFFSETS = (1.0, 3.0, 5.0, 7.0)  # and their negatives: 8 inflows on the bottom
 _ROTATION_OFFSETS = (2.0, 6.0)  # and their negatives, on each of the 4 walls: 16 inflows
 _DOMAIN_SHARE = 0.25
-
-
-def _int(value: object, what: str, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer, str)):
-        raise InputError(f"smoke {what} must be an integer, got {value!r}")
-    try:
-        out = int(value)
-    except ValueError:
-        raise InputError(f"smoke {what} must be an integer, got {value!r}") from None
-    if out < low:
-        raise InputError(f"smoke {what} must be at least {low}, got {value!r}")
-    return out
 
 
 def inflow_positions(variant: str, grid: int) -> np.ndarray:
@@ -182,26 +175,27 @@ def smoke(
     grid: int = 32,
     steps: int = 48,
     k: int = 4,
-    level: int = 2,
+    level: int | None = None,
     asymmetry: float | None = None,
 ) -> Dataset:
     """The ``smoke`` dataset (see the module docstring for variants, splits and truth).
 
     ``grid`` cells per side, ``steps`` simulated frames per inflow, ``k`` input frames per
-    row. ``level`` picks the ``levels`` variant's asymmetry from :data:`LEVELS`;
-    ``asymmetry`` overrides the rotation variant's (default ``ROTATION_ASYMMETRY``).
+    row. ``level`` picks the ``levels`` variant's asymmetry from :data:`LEVELS` (default
+    2); ``asymmetry`` sets the rotation variant's (default ``ROTATION_ASYMMETRY``).
     ``seed`` only chooses which inflow positions are unseen ("domain"), so every seed
     reuses the same cached simulations. Deterministic per arguments.
     """
-    if variant not in VARIANTS:
-        raise InputError(f"smoke variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
-    seed = _int(seed, "seed", 0)
-    grid = _int(grid, "grid", 8)
-    steps = _int(steps, "steps", 4)
-    k = _int(k, "k", 1)
+    choice_option(variant, VARIANTS, "smoke variant")
+    seed = integer_option(seed, "smoke seed", 0)
+    grid = integer_option(grid, "smoke grid", 8)
+    steps = integer_option(steps, "smoke steps", 4)
+    k = integer_option(k, "smoke k", 1)
     bounds = _frame_bounds(steps, k)
+    if level is not None and variant != "levels":
+        raise InputError("smoke level applies to the levels variant only")
     if variant == "levels":
-        level = _int(level, "level", 0)
+        level = integer_option(2 if level is None else level, "smoke level", 0)
         if level >= len(LEVELS):
             raise InputError(f"smoke level must be below {len(LEVELS)} (asymmetries "
                              f"{', '.join(map(str, LEVELS))}), got {level}")
@@ -225,8 +219,7 @@ def smoke(
     base, needed = _simulated_positions(variant, positions)
     frames = sim.simulate_cached(needed, rule(needed), grid=grid, steps=steps)
     velocity = frames["velocity"]
-    element_errors = sim.equivariance_errors(base, rule, simulated=(needed, velocity),
-                                             grid=grid, steps=steps)
+    element_errors = sim.equivariance_errors(base, rule, grid=grid, steps=steps)
     true_errors = sim.group_errors(element_errors, SMOKE_GROUPS)
 
     P = len(positions)
@@ -285,6 +278,24 @@ def smoke(
         info=info,
         test_sets={"future": FUTURE, "domain": DOMAIN},
     )
+
+
+def write_file(dataset: Dataset, path: str | Path) -> Path:
+    """Save a smoke dataset as an ``.npz`` that ``discover --data`` reads, atomically.
+
+    Arrays: ``X``, ``Y``, ``split`` (0/1/2 = train/valid/test, both test sets labelled
+    test so that a reader knowing three parts takes the file as is), ``test_set`` (per
+    row: ``"future"``, ``"domain"`` or ``""``), and as JSON strings ``rep_in``,
+    ``rep_out``, ``groups``, ``exact``, ``true_errors`` and ``info``.
+    """
+    code_name = {code: name for name, code in dataset.test_sets.items()}
+    test_set = np.array([code_name.get(int(c), "") for c in dataset.split])
+    split = np.where(np.isin(dataset.split, list(code_name)), TEST, dataset.split)
+    meta = {"rep_in": dataset.rep_in, "rep_out": dataset.rep_out, "groups": dataset.groups,
+            "exact": dataset.exact, "true_errors": dataset.true_errors, "info": dataset.info}
+    return write_npz(path, {"X": dataset.X, "Y": dataset.Y, "split": split.astype(np.int8),
+                            "test_set": test_set,
+                            **{k: np.array(json.dumps(v)) for k, v in meta.items()}})
 
 
 #: Registry of the smoke datasets by name.

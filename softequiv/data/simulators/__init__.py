@@ -11,9 +11,20 @@ next to the dataset (:mod:`softequiv.data.motion`, :mod:`softequiv.data.plumes`)
 
 from __future__ import annotations
 
+import importlib
+from types import ModuleType
+
 import numpy as np
 
-__all__ = ["relative_error"]
+__all__ = ["optional_import", "relative_error"]
+
+
+def optional_import(module: str, need: str, extra: str) -> ModuleType:
+    """Import a simulator's engine, or say which extra installs it (``need`` names it)."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(f"{need}: pip install 'softequiv[{extra}]'") from exc
 
 
 def relative_error(a: np.ndarray, b: np.ndarray) -> float:

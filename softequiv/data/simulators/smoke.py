@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import json
 import warnings
+import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,7 @@ from typing import Any
 import numpy as np
 
 from softequiv.data.cache import args_digest, cache_dir, write_npz
-from softequiv.data.simulators import relative_error
+from softequiv.data.simulators import optional_import, relative_error
 from softequiv.errors import InputError
 
 __all__ = [
@@ -93,13 +94,7 @@ _DEFAULTS = {"grid": 32, "steps": 48, "radius": 2.0, "rate": 0.2, "dt": 1.0}
 
 def _phiflow() -> Any:
     """Import ``phi.flow`` or explain how to install it (an optional dependency)."""
-    try:
-        from phi import flow
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "the smoke datasets need PhiFlow: pip install 'softequiv[fluids]'"
-        ) from exc
-    return flow
+    return optional_import("phi.flow", "the smoke datasets need PhiFlow", "fluids")
 
 
 def _check_params(grid: int, steps: int, radius: float, rate: float, dt: float) -> None:
@@ -148,33 +143,25 @@ def simulate(
     math = flow.math
     n = int(grid)
     with math.precision(64), warnings.catch_warnings():
-        # PhiFlow warns that the closed box's pressure system is singular (it is, by one
-        # constant; the direct solve is told so) and that SciPy gets a COO matrix.
-        warnings.simplefilter("ignore")
+        # PhiFlow warns that the closed box's pressure system is singular (by a constant,
+        # which the direct solve is told) and that SciPy is handed a COO matrix.
+        warnings.filterwarnings("ignore", message="(Rank deficiency|spsolve requires)")
         sims = flow.batch(sim=len(pos))
         vector = flow.channel(vector="x,y")
-        centres = math.tensor(pos + n / 2, sims, vector)
         b = math.tensor(force, sims, vector)
         bounds = flow.Box(x=n, y=n)
         smoke = flow.CenteredGrid(0, flow.extrapolation.ZERO_GRADIENT, bounds, x=n, y=n)
         velocity = flow.StaggeredGrid(0, flow.extrapolation.ZERO, bounds, x=n, y=n)
-        source = flow.resample(flow.Sphere(center=centres, radius=float(radius)), to=smoke,
-                               soft=True) * float(rate)
-        smoke = smoke + 0.0 * source  # give the state its batch dimension
-        velocity = velocity + flow.resample(smoke * b, to=velocity) * 0.0
+        disc = flow.Sphere(center=math.tensor(pos + n / 2, sims, vector), radius=float(radius))
+        source = flow.resample(disc, to=smoke, soft=True) * float(rate)
         solve = flow.Solve(_SOLVER, rank_deficiency=1)
-
-        def step(velocity: Any, smoke: Any) -> tuple[Any, Any]:
+        faces = np.empty((len(pos), steps, 2, n + 1, n + 1))
+        density = np.empty((len(pos), steps, n, n))
+        for t in range(steps):
             smoke = flow.advect.mac_cormack(smoke, velocity, dt) + source
             lift = flow.resample(smoke * b, to=velocity) * dt
             velocity = flow.advect.semi_lagrangian(velocity, velocity, dt) + lift
             velocity, _ = flow.fluid.make_incompressible(velocity, (), solve)
-            return velocity, smoke
-
-        faces = np.empty((len(pos), steps, 2, n + 1, n + 1))
-        density = np.empty((len(pos), steps, n, n))
-        for t in range(steps):
-            velocity, smoke = step(velocity, smoke)
             faces[:, t] = velocity.staggered_tensor().numpy("sim,vector,y,x")
             density[:, t] = smoke.values.numpy("sim,y,x")
     centred = np.empty((len(pos), steps, 2, n, n))
@@ -210,7 +197,7 @@ def _read_entry(path: Path, key: dict[str, Any]) -> dict[str, np.ndarray] | None
         with np.load(path, allow_pickle=False) as f:
             if json.loads(str(f["key"])) == key:
                 return {"velocity": f["velocity"], "smoke": f["smoke"]}
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         pass  # missing, unreadable or foreign entry: simulate again and replace it
     return None
 
@@ -302,9 +289,6 @@ def orbit(points: np.ndarray) -> np.ndarray:
 def equivariance_errors(
     inflows: np.ndarray,
     rule: Callable[[np.ndarray], np.ndarray],
-    *,
-    frames: slice | None = None,
-    simulated: tuple[np.ndarray, np.ndarray] | None = None,
     **params: Any,
 ) -> dict[str, float]:
     """The simulator's relative equivariance error per D4 element under a buoyancy rule.
@@ -314,33 +298,19 @@ def equivariance_errors(
     ``inflows`` p, f(g p) is compared with g f(p) (SPEC 6: mean over inflows and frames
     of ||f(g p) - g f(p)|| / (||f(g p)|| + ||g f(p)||)). A rule that commutes with g
     (rule(g p) = g rule(p)) gives round-off; otherwise the error measures the break.
-    ``frames`` selects the compared frames (default all). ``simulated`` may pass
-    (positions [Q, 2], velocity [Q, steps, 2, H, W]) already simulated with the same rule
-    and ``params``; the orbit positions missing from it are simulated (cached).
-    Returns errors by :data:`D4_ELEMENTS` name (``"e"`` is 0).
+    The plumes of every image g p are simulated through the cache (``params`` as for
+    :func:`simulate`). Returns errors by :data:`D4_ELEMENTS` name (``"e"`` is 0).
     """
     base = _as_pairs(inflows, "inflows")
-    need = orbit(base)
-    known_pos = np.zeros((0, 2)) if simulated is None else np.asarray(simulated[0], float)
-    missing = np.array([p for p in need
-                        if not np.any(np.all(np.abs(known_pos - p) < 1e-9, axis=1))])
-    velocity_of: list[tuple[np.ndarray, np.ndarray]] = []
-    if simulated is not None:
-        velocity_of += list(zip(known_pos, simulated[1], strict=True))
-    if len(missing):
-        fresh = simulate_cached(missing, rule(missing), **params)["velocity"]
-        velocity_of += list(zip(missing, fresh, strict=True))
+    points = orbit(base)
+    velocity = simulate_cached(points, rule(points), **params)["velocity"]
 
-    def lookup(p: np.ndarray) -> np.ndarray:
-        for q, v in velocity_of:
-            if np.allclose(p, q, atol=1e-9):
-                return v if frames is None else v[frames]
-        raise AssertionError("orbit position not simulated")  # pragma: no cover
+    def plumes(at: np.ndarray) -> np.ndarray:  # the orbit holds every image exactly
+        return velocity[[int(np.argmin(np.abs(points - p).sum(axis=1))) for p in at]]
 
     errors = {}
     for name, g in D4_ELEMENTS.items():
-        moved = np.stack([lookup(p) for p in act_on_points(g, base)])
-        expected = act(g, np.stack([lookup(p) for p in base]))
+        moved, expected = plumes(act_on_points(g, base)), act(g, plumes(base))
         errors[name] = relative_error(moved.reshape(-1, *moved.shape[2:]),
                                       expected.reshape(-1, *expected.shape[2:]))
     return errors

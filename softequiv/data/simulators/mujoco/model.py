@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from softequiv.data.simulators import optional_import
 from softequiv.errors import InputError
 
 __all__ = ["ENVS", "load_model"]
@@ -51,13 +52,7 @@ ENVS = tuple(_SPECS)
 
 def _mujoco() -> Any:
     """Import mujoco or explain how to install it (it is an optional dependency)."""
-    try:
-        import mujoco
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "the MuJoCo datasets need mujoco and gymnasium: pip install 'softequiv[mujoco]'"
-        ) from exc
-    return mujoco
+    return optional_import("mujoco", "the MuJoCo datasets need mujoco and gymnasium", "mujoco")
 
 
 def _spec(env: str) -> _EnvSpec:

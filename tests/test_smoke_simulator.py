@@ -1,0 +1,191 @@
+"""The PhiFlow smoke simulator: D4 action, layout and units, exactness, caching."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from softequiv.data import cache
+from softequiv.data.simulators import smoke as sm
+from softequiv.errors import InputError
+
+needs_phiflow = pytest.mark.skipif(importlib.util.find_spec("phi") is None,
+                                   reason="needs PhiFlow (pip install 'softequiv[fluids]')")
+
+ELEMENTS = list(sm.D4_ELEMENTS)
+# Tiny simulations: a few steps on an 8x8 grid take seconds.
+TINY = {"grid": 8, "steps": 4}
+
+
+@pytest.fixture
+def private_cache(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("SOFTEQUIV_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+# ----------------------------------------------------------------------------------------
+# The point group acting on fields (no simulation)
+
+
+def test_elements_form_the_group_and_subgroups_are_closed() -> None:
+    mats = {name: tuple(map(tuple, g)) for name, g in sm.D4_ELEMENTS.items()}
+    assert len(set(mats.values())) == 8
+    for group, names in sm.SUBGROUPS.items():
+        members = {mats[n] for n in names}
+        for a in names:
+            for b in names:
+                prod = tuple(map(tuple, sm.D4_ELEMENTS[a] @ sm.D4_ELEMENTS[b]))
+                assert prod in members, (group, a, b)
+
+
+@settings(max_examples=30, deadline=None)
+@given(a=st.sampled_from(ELEMENTS), b=st.sampled_from(ELEMENTS), n=st.integers(2, 7),
+       seed=st.integers(0, 2**16))
+def test_action_is_a_group_action(a, b, n, seed) -> None:
+    f = np.random.default_rng(seed).normal(size=(3, 2, n, n))
+    ga, gb = sm.D4_ELEMENTS[a], sm.D4_ELEMENTS[b]
+    np.testing.assert_array_equal(sm.act(ga, sm.act(gb, f)), sm.act(ga @ gb, f))
+    scalar = f[:, 0]
+    np.testing.assert_array_equal(sm.act(ga, sm.act(gb, scalar, vector=False), vector=False),
+                                  sm.act(ga @ gb, scalar, vector=False))
+
+
+def test_action_moves_cells_about_the_centre_and_rotates_vectors() -> None:
+    n = 5
+    f = np.zeros((2, n, n))
+    f[:, 1, 3] = (1.0, 2.0)  # at x = 3, y = 1, i.e. (+1, -1) from the centre
+    for name, g in sm.D4_ELEMENTS.items():
+        moved = sm.act(g, f)
+        x, y = g @ np.array([1, -1]) + (n - 1) // 2
+        np.testing.assert_array_equal(moved[:, y, x], g @ np.array([1.0, 2.0]), err_msg=name)
+        assert np.count_nonzero(moved) == 2
+    # FlipX: x -> -x on positions and on the x component.
+    flipped = sm.act(sm.D4_ELEMENTS["flip_x"], f)
+    np.testing.assert_array_equal(flipped[:, 1, 1], (-1.0, 2.0))
+
+
+def test_orbit_and_point_action() -> None:
+    p = np.array([[1.0, -3.0]])
+    orb = sm.orbit(p)
+    assert len(orb) == 8 and np.allclose(orb[0], p[0])
+    assert len(sm.orbit(np.array([[0.0, -3.0]]))) == 4
+    np.testing.assert_allclose(sm.act_on_points(sm.D4_ELEMENTS["r90"], p), [[3.0, 1.0]])
+
+
+def test_group_errors_average_over_elements() -> None:
+    element = {name: 0.0 for name in ELEMENTS} | {"r90": 0.4, "r270": 0.4}
+    got = sm.group_errors(element)
+    assert got["C4"] == pytest.approx(0.2) and got["D4"] == pytest.approx(0.1)
+    assert got["C2"] == got["D2"] == got["FlipX"] == got["FlipY"] == 0.0
+
+
+def test_bad_arguments_are_one_line_errors() -> None:
+    with pytest.raises(InputError, match="grid") as err:
+        sm.simulate([(0, -2)], [(0, 0.1)], grid=3)
+    assert "\n" not in str(err.value)
+    with pytest.raises(InputError, match="inflows"):
+        sm.simulate([(0, -2, 1)], [(0, 0.1)], **TINY)
+    with pytest.raises(InputError, match="buoyancy"):
+        sm.simulate([(0, -2), (1, -2)], [(0, 0.1)], **TINY)
+    with pytest.raises(InputError, match="steps"):
+        sm.simulate_cached([(0, -2)], [(0, 0.1)], grid=8, steps=0)
+    with pytest.raises(InputError, match="unknown smoke simulation options: viscosity"):
+        sm.simulate_cached([(0, -2)], [(0, 0.1)], viscosity=1.0)
+    with pytest.raises(InputError, match="square"):
+        sm.act(sm.D4_ELEMENTS["r90"], np.zeros((2, 3, 4)))
+
+
+# ----------------------------------------------------------------------------------------
+# Simulations
+
+
+@needs_phiflow
+def test_layout_and_units() -> None:
+    """Rows are y (upwards), columns x, channels (vx, vy); force scales with dt and b."""
+    n, steps = 8, 3
+    out = sm.simulate([(0.0, -2.0), (0.0, -2.0), (0.0, -2.0)],
+                      [(0.0, 0.1), (0.0, 0.2), (0.0, 0.1)], grid=n, steps=steps)
+    v, s = out["velocity"], out["smoke"]
+    assert v.shape == (3, steps, 2, n, n) and s.shape == (3, steps, n, n)
+    assert v.dtype == s.dtype == np.float64
+    # The inflow sits at y = n/2 - 2 = 2 cells from the bottom, centred in x: smoke is
+    # in the lower rows, symmetric in x, and it rises (vy > 0) above the inflow.
+    first = s[0, 0]
+    assert first[:n // 2].sum() > 0.9 * first.sum()
+    np.testing.assert_allclose(first, first[:, ::-1], atol=1e-14)
+    assert v[0, -1, 1, 2:5, n // 2 - 1:n // 2 + 1].min() > 0
+    assert np.abs(v[0, -1, 0]).max() < np.abs(v[0, -1, 1]).max()
+    # First step from rest: smoke = rate x inflow disc (area ~ pi r^2), and velocity is
+    # the projected impulse b * smoke * dt, linear in b.
+    assert first.sum() == pytest.approx(0.2 * np.pi * 2.0**2, rel=0.15)
+    np.testing.assert_allclose(v[1, 0], 2 * v[0, 0], rtol=1e-9, atol=1e-15)
+    twice = sm.simulate([(0.0, -2.0)], [(0.0, 0.1)], grid=n, steps=1, dt=2.0)["velocity"]
+    np.testing.assert_allclose(twice[0, 0], 2 * v[0, 0], rtol=1e-9, atol=1e-15)
+
+
+@needs_phiflow
+def test_mirror_rule_flip_x_exact_others_broken(private_cache) -> None:
+    """Buoyancy up, inflow off-centre at the bottom: FlipX to round-off (< 1e-12)."""
+    errors = sm.equivariance_errors(np.array([[1.0, -2.5]]),
+                                    lambda p: np.tile([0.0, 0.1], (len(p), 1)), **TINY)
+    assert errors["e"] == 0.0
+    assert errors["flip_x"] < 1e-12
+    for broken in ("r90", "r180", "r270", "flip_y", "swap", "antiswap"):
+        assert errors[broken] > 1e-3, broken
+
+
+@needs_phiflow
+def test_symmetric_rule_is_d4_exact(private_cache) -> None:
+    """Buoyancy towards the centre with equal strengths: the discretization keeps D4."""
+    def inwards(p: np.ndarray) -> np.ndarray:
+        return -0.1 * p / np.linalg.norm(p, axis=1, keepdims=True)
+
+    errors = sm.equivariance_errors(np.array([[0.0, -2.5]]), inwards, **TINY)
+    assert max(errors.values()) < 1e-12
+
+
+@needs_phiflow
+def test_batch_independent_and_cached(private_cache, monkeypatch) -> None:
+    inflows, force = [(1.0, -2.0), (-1.5, 1.0)], [(0.0, 0.1), (0.05, -0.1)]
+    alone = sm.simulate(inflows[1:], force[1:], **TINY)
+    first = sm.simulate_cached(inflows, force, **TINY)
+    np.testing.assert_array_equal(first["velocity"][1], alone["velocity"][0])
+    assert len(list(private_cache.glob("smoke_*.npz"))) == 2
+
+    def no_simulation(*args, **kwargs):
+        raise AssertionError("should have come from the cache")
+
+    monkeypatch.setattr(sm, "simulate", no_simulation)
+    again = sm.simulate_cached(inflows[::-1], force[::-1], **TINY)
+    for name in ("velocity", "smoke"):
+        np.testing.assert_array_equal(again[name], first[name][::-1])
+
+
+@needs_phiflow
+def test_interrupted_write_leaves_no_entry(private_cache, monkeypatch) -> None:
+    real = cache.write_atomic
+
+    def interrupted(path, write):
+        def half(fh):
+            fh.write(b"PK\x03\x04 partial")
+            raise KeyboardInterrupt
+
+        return real(path, half)
+
+    monkeypatch.setattr(cache, "write_atomic", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        sm.simulate_cached([(0.0, -2.0)], [(0.0, 0.1)], **TINY)
+    assert not list(private_cache.iterdir())  # neither an entry nor a temporary file
+    monkeypatch.setattr(cache, "write_atomic", real)
+    good = sm.simulate_cached([(0.0, -2.0)], [(0.0, 0.1)], **TINY)
+    (entry,) = private_cache.glob("smoke_*.npz")
+    entry.write_bytes(entry.read_bytes()[:100])  # a damaged entry is simulated again
+    again = sm.simulate_cached([(0.0, -2.0)], [(0.0, 0.1)], **TINY)
+    np.testing.assert_array_equal(again["velocity"], good["velocity"])
+    with np.load(entry) as f:
+        np.testing.assert_array_equal(f["velocity"], good["velocity"][0])
