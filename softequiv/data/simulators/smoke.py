@@ -88,13 +88,16 @@ SUBGROUPS: dict[str, tuple[str, ...]] = {
 }
 
 _SOLVER = "scipy-direct"
+_PHI_MODULES = r"phi(ml)?\."
 # Simulation parameters and their defaults (lengths in cells, time in steps).
 _DEFAULTS = {"grid": 32, "steps": 48, "radius": 2.0, "rate": 0.2, "dt": 1.0}
 
 
 def _phiflow() -> Any:
     """Import ``phi.flow`` or explain how to install it (an optional dependency)."""
-    return optional_import("phi.flow", "the smoke datasets need PhiFlow", "fluids")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=_PHI_MODULES)
+        return optional_import("phi.flow", "the smoke datasets need PhiFlow", "fluids")
 
 
 def _check_params(grid: int, steps: int, radius: float, rate: float, dt: float) -> None:
@@ -144,8 +147,10 @@ def simulate(
     n = int(grid)
     with math.precision(64), warnings.catch_warnings():
         # PhiFlow warns that the closed box's pressure system is singular (by a constant,
-        # which the direct solve is told) and that SciPy is handed a COO matrix.
+        # which the direct solve is told), that SciPy is handed a COO matrix, and about
+        # its own internal deprecations.
         warnings.filterwarnings("ignore", message="(Rank deficiency|spsolve requires)")
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=_PHI_MODULES)
         sims = flow.batch(sim=len(pos))
         vector = flow.channel(vector="x,y")
         b = math.tensor(force, sims, vector)
