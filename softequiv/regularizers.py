@@ -16,18 +16,18 @@ import torch
 from torch import nn
 
 from softequiv.groups import Group
-from softequiv.nn.layers import SoftLinear
+from softequiv.nn.soft import SoftLayer
 from softequiv.reps import Rep
 
 Function = Callable[[torch.Tensor], torch.Tensor]
 
 
 def projection_penalties(model: nn.Module) -> torch.Tensor:
-    """R_j = sum over the model's SoftLinear layers of 1/2 ||W - P_j W||^2 + 1/2 ||b - P_j b||^2,
-    float64 ``[n_groups]``."""
-    layers = [m for m in model.modules() if isinstance(m, SoftLinear)]
+    """R_j = sum over the model's soft layers (dense or convolutional) of
+    1/2 ||W - P_j W||^2 + 1/2 ||b - P_j b||^2, float64 ``[n_groups]``."""
+    layers = [m for m in model.modules() if isinstance(m, SoftLayer)]
     if not layers:
-        raise ValueError("the model has no SoftLinear layers to regularize")
+        raise ValueError("the model has no SoftLinear or SoftConv2d layers to regularize")
     return torch.stack([layer.penalties() for layer in layers]).sum(0)
 
 
