@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -180,17 +179,16 @@ class FieldAugmented(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:
             return self.model(x)
-        picks = torch.randint(len(self.elements), (x.shape[0],)).numpy()
-        moved = x.clone()
-        for k in np.unique(picks):
-            rows = torch.from_numpy(np.flatnonzero(picks == k)).to(x.device)
-            moved[rows] = transform(x[rows], self.elements[k], self.channels_in)
-        out = self.model(moved)
-        back = out.clone()
-        for k in np.unique(picks):
-            rows = torch.from_numpy(np.flatnonzero(picks == k)).to(x.device)
-            back[rows] = transform(out[rows], self.elements[k].T, self.channels_out)
-        return back
+        picks = torch.randint(len(self.elements), (x.shape[0],))
+        order = torch.argsort(picks, stable=True).to(x.device)
+        counts = torch.bincount(picks, minlength=len(self.elements)).tolist()
+        chunks = x[order].split(counts)
+        moved = [transform(chunk, g, self.channels_in)
+                 for chunk, g in zip(chunks, self.elements, strict=True)]
+        out = self.model(torch.cat(moved)).split(counts)
+        back = torch.cat([transform(chunk, g.T, self.channels_out)
+                          for chunk, g in zip(out, self.elements, strict=True)])
+        return back[torch.argsort(order)]
 
 
 def parameter_count(model: nn.Module) -> int:
