@@ -180,6 +180,19 @@ def transform(field: FieldArray, g: Array | torch.Tensor, channels: Rep | Channe
     return np.take(moved, source, axis=axis) * sign.reshape(shape).astype(field.dtype)
 
 
+def transform_each(fields: torch.Tensor, picks: torch.Tensor, elements: Array,
+                   channels: Rep | Channels) -> torch.Tensor:
+    """Field i moved by ``elements[picks[i]]`` (one element per example, as augmentation and
+    sample-based penalties draw them), for a batch ``[N, C, H, W]``; differentiable."""
+    order = torch.argsort(picks.cpu(), stable=True)
+    counts = torch.bincount(picks.cpu(), minlength=len(elements)).tolist()
+    order = order.to(fields.device)
+    chunks = fields[order].split(counts)
+    moved = torch.cat([transform(chunk, g, channels)
+                       for chunk, g in zip(chunks, elements, strict=True)])
+    return moved[torch.argsort(order)]
+
+
 Function = Callable[[torch.Tensor], torch.Tensor] | Callable[[np.ndarray], np.ndarray]
 
 

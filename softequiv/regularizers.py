@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from softequiv.fields import transform_each
 from softequiv.groups import Group
 from softequiv.nn.soft import SoftLayer
 from softequiv.reps import Rep
@@ -37,10 +38,21 @@ def _transform(rep: Rep, g: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
 
 def sample_penalty(f: Function, x: torch.Tensor, group: Group, rep_in: Rep, rep_out: Rep, *,
                    samples: int = 1, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Mean over examples and ``samples`` random g of ||f(rho_in(g) x) - rho_out(g) f(x)||^2."""
+    """Mean over examples and ``samples`` random g of ||f(rho_in(g) x) - rho_out(g) f(x)||^2.
+
+    Fields ``[N, C, H, W]`` (a finite lattice group) are moved by
+    :func:`~softequiv.fields.transform_each`, one uniformly drawn element per example, and
+    the norm runs over the whole output field."""
     fx = f(x)
     total = x.new_zeros(())
     for _ in range(samples):
+        if x.dim() == 4:
+            elements = group.elements()
+            picks = torch.randint(len(elements), (x.shape[0],), generator=generator)
+            diff = (f(transform_each(x, picks, elements, rep_in))
+                    - transform_each(fx, picks, elements, rep_out))
+            total = total + diff.square().flatten(1).sum(1).mean()
+            continue
         g = group.sample(x.shape[0], generator=generator)
         diff = f(_transform(rep_in, g, x)) - _transform(rep_out, g, fx)
         total = total + diff.square().sum(-1).mean()

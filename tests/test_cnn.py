@@ -21,7 +21,7 @@ from softequiv.nn.cnn import (
 )
 from softequiv.nn.conv import RelaxedGroupConv2d, SoftConv2d
 from softequiv.nn.layers import snapped
-from softequiv.regularizers import projection_penalties
+from softequiv.regularizers import projection_penalties, sample_penalty
 from softequiv.reps import Scalar, Vector
 from softequiv.spec import parse_groups
 from softequiv.train import (
@@ -199,3 +199,16 @@ def test_bad_groups_sizes_and_inputs_fail_in_one_line():
     model = SoftCNN(RIN, ROUT, GROUPS, **SIZE)
     fails(lambda: model(torch.zeros(2, 4, 8, 8)), "need shape [N, 5, H, W]", "[2, 4, 8, 8]")
     fails(lambda: CNN(5, 3)(torch.zeros(5, 8, 8)), "[N, 5, H, W]")
+
+
+def test_sample_penalty_on_fields_vanishes_for_equivariant_models():
+    x = _fields()
+    hard = GCNN(RIN, ROUT, G.D4(), **SIZE).double()
+    for group in GROUPS:
+        assert float(sample_penalty(hard, x, group, RIN, ROUT, samples=3).detach()) < 1e-20
+    soft = SoftCNN(RIN, ROUT, GROUPS, **SIZE).double()
+    values = [sample_penalty(soft, x, G.D4(), RIN, ROUT, samples=4,
+                             generator=torch.Generator().manual_seed(2)) for _ in range(2)]
+    assert torch.equal(values[0], values[1]) and float(values[0].detach()) > 1e-3
+    values[0].backward()
+    assert all(layer.weight.grad is not None for layer in soft_layers(soft))

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from softequiv.errors import InputError
-from softequiv.fields import RegularChannels, as_channels, lattice_element, transform
+from softequiv.fields import RegularChannels, as_channels, lattice_element, transform_each
 from softequiv.groups import Group
 from softequiv.nn.conv import RelaxedGroupConv2d, SoftConv2d
 from softequiv.nn.soft import SoftLayer
@@ -180,15 +180,9 @@ class FieldAugmented(nn.Module):
         if not self.training:
             return self.model(x)
         picks = torch.randint(len(self.elements), (x.shape[0],))
-        order = torch.argsort(picks, stable=True).to(x.device)
-        counts = torch.bincount(picks, minlength=len(self.elements)).tolist()
-        chunks = x[order].split(counts)
-        moved = [transform(chunk, g, self.channels_in)
-                 for chunk, g in zip(chunks, self.elements, strict=True)]
-        out = self.model(torch.cat(moved)).split(counts)
-        back = torch.cat([transform(chunk, g.T, self.channels_out)
-                          for chunk, g in zip(out, self.elements, strict=True)])
-        return back[torch.argsort(order)]
+        moved = transform_each(x, picks, self.elements, self.channels_in)
+        inverses = self.elements.transpose(0, 2, 1)
+        return transform_each(self.model(moved), picks, inverses, self.channels_out)
 
 
 def parameter_count(model: nn.Module) -> int:
