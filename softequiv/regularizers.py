@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from softequiv.fields import transform_each
+from softequiv.fields import field_equivariance_error, transform_each
 from softequiv.groups import Group
 from softequiv.nn.soft import SoftLayer
 from softequiv.reps import Rep
@@ -70,8 +70,12 @@ def equivariance_error(f: Function | Callable[[np.ndarray], np.ndarray],
     0 for an exactly equivariant f, at most 1. ``f`` may take and return torch tensors or
     numpy arrays (a dataset's ground truth); ``x`` is ``[n, size(rep_in)]``. Inputs are
     transformed in x's dtype (pass float64 x to a float64 model for tight checks); the
-    error itself is computed in float64.
+    error itself is computed in float64. Fields ``[n, C, H, W]`` go to
+    :func:`~softequiv.fields.field_equivariance_error`, which averages over every element of
+    the (finite) group instead of ``samples`` drawn ones.
     """
+    if x.ndim == 4:
+        return field_equivariance_error(f, x, group, rep_in, rep_out)
     numpy_function = isinstance(x, np.ndarray)
     xt = torch.as_tensor(np.asarray(x)) if numpy_function else x
 

@@ -21,7 +21,7 @@ from softequiv.nn.cnn import (
 )
 from softequiv.nn.conv import RelaxedGroupConv2d, SoftConv2d
 from softequiv.nn.layers import snapped
-from softequiv.regularizers import projection_penalties, sample_penalty
+from softequiv.regularizers import equivariance_error, projection_penalties, sample_penalty
 from softequiv.reps import Scalar, Vector
 from softequiv.spec import parse_groups
 from softequiv.train import (
@@ -212,3 +212,9 @@ def test_sample_penalty_on_fields_vanishes_for_equivariant_models():
     assert torch.equal(values[0], values[1]) and float(values[0].detach()) > 1e-3
     values[0].backward()
     assert all(layer.weight.grad is not None for layer in soft_layers(soft))
+
+
+def test_equivariance_error_dispatches_fields_to_the_exact_average():
+    soft = SoftCNN(RIN, ROUT, GROUPS, **SIZE).double()
+    x = _fields()
+    assert equivariance_error(soft, x, G.C4(), RIN, ROUT) == _error(soft, G.C4(), x)
