@@ -44,8 +44,12 @@ class KernelProjector(nn.Module):
     :class:`~softequiv.solver.Projector` interface): ``penalty(W)`` (1/2 ||W - P_j W||^2
     for every group, float64), ``penalty_and_residual(W, weights)``, ``project(W, j)`` and
     ``n_groups``. A kernel of size 1 may also be passed as a matrix ``[C_out, C_in]``, so a
-    bias (a map from one Scalar) is projected as ``b[:, None]``, as for linear layers. The
-    gather indices live in (non-persistent) buffers and follow ``.to(device)``.
+    bias (a map from one Scalar) is projected as ``b[:, None]``, as for linear layers.
+
+    Elements shared by several candidates (the identity, the 180-degree rotation, ...) are
+    moved once: the candidates of a D4 problem need 8 gathers, not the 22 of their element
+    lists. Each gather reads ``[w, -w]``, so a sign costs nothing. The indices live in
+    (non-persistent) buffers and follow ``.to(device)``.
     """
 
     def __init__(self, channels_in: Rep | Channels, channels_out: Rep | Channels,
@@ -59,29 +63,39 @@ class KernelProjector(nn.Module):
         c_in, c_out, k = self.channels_in.size, self.channels_out.size, kernel_size
         self.shape = (c_out, c_in, k, k)
         self.n_groups = len(groups)
-        offsets = k * k
-        sources, signs, sizes = [], [], []
+        size = c_out * c_in * k * k
+        unique: dict[bytes, int] = {}
+        elements, sources, members = [], [], []
         for group in groups:
-            elements = group.elements()
-            sizes.append(len(elements))
-            for g in elements:
-                src_out, sign_out = self.channels_out.signed_permutation(g)
-                src_in, sign_in = self.channels_in.signed_permutation(g)
-                src_u = _offset_source(g, k)
-                sources.append((src_out[:, None, None] * (c_in * offsets)
-                                + src_in[None, :, None] * offsets
-                                + src_u[None, None, :]).reshape(-1))
-                signs.append((sign_out[:, None, None] * sign_in[None, :, None]
-                              * np.ones(offsets)).reshape(-1))
-        self.sizes = tuple(sizes)
-        self.starts = tuple(int(s) for s in np.cumsum([0, *sizes[:-1]]))
-        average = torch.zeros(self.n_groups, sum(sizes), dtype=torch.float64)
-        for j, (start, size) in enumerate(zip(self.starts, sizes, strict=True)):
-            average[j, start:start + size] = 1.0 / size
+            rows = []
+            for g in group.elements():
+                key = lattice_element(g).tobytes()
+                if key not in unique:
+                    unique[key] = len(elements)
+                    elements.append(np.array(g))
+                    sources.append(self._signed_source(g, k, size))
+                rows.append(unique[key])
+            members.append(rows)
+        self.elements = np.stack(elements)
+        self.sizes = tuple(len(rows) for rows in members)
+        average = torch.zeros(self.n_groups, len(elements), dtype=torch.float64)
+        for j, rows in enumerate(members):
+            average[j, rows] = 1.0 / len(rows)
         self.register_buffer("source", torch.from_numpy(np.stack(sources)), persistent=False)
-        self.register_buffer("sign", torch.from_numpy(np.stack(signs)).to(torch.int8),
-                             persistent=False)
         self.register_buffer("average", average, persistent=False)
+        self._members = [torch.tensor(rows) for rows in members]
+
+    def _signed_source(self, g: np.ndarray, k: int, size: int) -> np.ndarray:
+        """Where each entry of g . W comes from in ``[w, -w]``: (g . W)(u) =
+        rho_out(g) W(g^{-1} u) rho_in(g)^{-1}, flattened row-major."""
+        c_out, c_in = self.shape[:2]
+        src_out, sign_out = self.channels_out.signed_permutation(g)
+        src_in, sign_in = self.channels_in.signed_permutation(g)
+        src_u = _offset_source(g, k)
+        flat = (src_out[:, None, None] * (c_in * k * k) + src_in[None, :, None] * (k * k)
+                + src_u[None, None, :])
+        negative = (sign_out[:, None, None] * sign_in[None, :, None]) < 0
+        return (flat + size * np.broadcast_to(negative, flat.shape)).reshape(-1)
 
     def _apply(self, fn, recurse: bool = True):  # noqa: ANN001 - nn.Module's signature
         """The averaging weights follow device moves but stay float64 under ``.float()``."""
@@ -97,36 +111,41 @@ class KernelProjector(nn.Module):
                              f"{self.channels_in} -> {self.channels_out}, expected {self.shape}")
         return W.reshape(-1)
 
-    def _averages(self, w: torch.Tensor) -> torch.Tensor:
-        """P_j w for every group, ``[n_groups, #weights]`` in w's dtype."""
-        terms = w[self.source] * self.sign.to(w.dtype)
-        return self.average.to(w.dtype) @ terms
+    def moved(self, w: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """g . W for every (or the listed) distinct element, ``[n_elements, #weights]``, from
+        flat kernels ``w`` (differentiable)."""
+        source = self.source if rows is None else self.source.index_select(
+            0, rows.to(self.source.device))
+        signed = torch.cat([w, -w])
+        return signed.index_select(0, source.reshape(-1)).reshape(source.shape)
 
     def project(self, W: torch.Tensor, group: int = 0) -> torch.Tensor:
         """P_j W: the closest kernel to W that is steerable under group ``j`` (differentiable)."""
         w = self._flat(W)
-        rows = slice(self.starts[group], self.starts[group] + self.sizes[group])
-        terms = w[self.source[rows]] * self.sign[rows].to(w.dtype)
-        return terms.mean(0).reshape(W.shape)
+        rows = self._members[group]
+        if len(rows) == len(self.elements):
+            return (self.average[group].to(w.dtype) @ self.moved(w)).reshape(W.shape)
+        return self.moved(w, rows).mean(0).reshape(W.shape)
 
     def penalty(self, W: torch.Tensor) -> torch.Tensor:
         """1/2 ||W - P_j W||^2 for every group, float64 ``[n_groups]`` (differentiable)."""
         w = self._flat(W).double()
-        return 0.5 * (w - self._averages(w)).square().sum(1)
+        return 0.5 * (w - self.average @ self.moved(w)).square().sum(1)
 
     def penalty_and_residual(self, W: torch.Tensor,
                              weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``penalty(W)`` together with ``sum_j weights_j (W - P_j W)``, the gradient of
         ``sum_j weights_j R_j`` with respect to W (W's dtype and shape), without autograd."""
         w = self._flat(W).detach().double()
-        residuals = w - self._averages(w)
+        residuals = w - self.average @ self.moved(w)
         penalty = 0.5 * residuals.square().sum(1)
         combined = weights.to(residuals) @ residuals
         return penalty, combined.to(W.dtype).reshape(W.shape)
 
     def dims(self) -> list[int]:
         """Dimension of the steerable subspace for every group (the trace of P_j)."""
-        fixed = (self.source == torch.arange(self.source.shape[1],
-                                             device=self.source.device)) * self.sign
-        return [int(round(float(fixed[s:s + n].sum()) / n))
-                for s, n in zip(self.starts, self.sizes, strict=True)]
+        size = self.source.shape[1]
+        position = torch.arange(size, device=self.source.device)
+        traces = ((self.source == position).double()
+                  - (self.source == position + size).double()).sum(1)
+        return [int(round(float(t))) for t in self.average.to(traces) @ traces]

@@ -136,6 +136,13 @@ def test_bias_projection_takes_a_column_and_keeps_only_invariant_parts():
     assert torch.allclose(projected, torch.full((4, 1), 1.5))
 
 
+def test_elements_shared_by_candidates_are_moved_once():
+    projector = _projector("regular")
+    assert len(projector.elements) == 8  # D4's elements serve all six candidates
+    assert projector.sizes == (8, 4, 2, 4, 2, 2)
+    assert projector.source.shape == (8, projector.shape[0] * projector.shape[1] * 9)
+
+
 def test_shapes_devices_and_dtypes():
     projector = _projector("vector")
     with pytest.raises(ValueError, match="does not match"):

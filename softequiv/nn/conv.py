@@ -72,7 +72,7 @@ class RelaxedGroupConv2d(nn.Module):
         self.bias_projector = KernelProjector(Scalar, channels_out, [group], 1)
         self.kernel_size = kernel_size
         c_out, c_in, k, _ = self.orbit.shape
-        order = self.orbit.sizes[0]
+        order = len(self.orbit.elements)
         out = self.channels_out
         if isinstance(out, RegularChannels) and out.group == group:
             rows = torch.arange(out.copies) * out.order  # the identity is element 0
@@ -91,8 +91,8 @@ class RelaxedGroupConv2d(nn.Module):
         full = self.weight.new_zeros(banks, *self.orbit.shape)
         full[:, self.rows] = self.weight
         per_element = torch.einsum("lg,lw->gw", self.mix, full.reshape(banks, -1))
-        terms = per_element.gather(1, self.orbit.source) * self.orbit.sign.to(full.dtype)
-        return terms.sum(0).reshape(self.orbit.shape)
+        signed = torch.cat([per_element, -per_element], dim=1)
+        return signed.gather(1, self.orbit.source).sum(0).reshape(self.orbit.shape)
 
     def relaxation(self) -> torch.Tensor:
         """How far the mixing weights are from uniform: the mean absolute difference between
