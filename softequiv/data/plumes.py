@@ -103,7 +103,7 @@ def inflow_positions(variant: str, grid: int) -> np.ndarray:
     half = np.array(_ROTATION_OFFSETS) * scale
     offsets = np.concatenate([-half[::-1], half])
     bottom = np.stack([offsets, np.full_like(offsets, depth)], axis=1)
-    quarter = sim.D4_ELEMENTS["r90"]
+    quarter = sim.elements("C4")["r90"]
     walls = [bottom]
     for _ in range(3):
         walls.append(sim.act_on_points(quarter, walls[-1]))
@@ -137,9 +137,9 @@ def _exact_candidates(positions: np.ndarray, rule) -> list[str]:
     commutes = {
         name: np.allclose(rule(sim.act_on_points(g, points)),
                           sim.act_on_points(g, rule(points)), rtol=0, atol=1e-12)
-        for name, g in sim.D4_ELEMENTS.items()
+        for name, g in sim.elements("D4").items()
     }
-    return [c for c in SMOKE_GROUPS if all(commutes[e] for e in sim.SUBGROUPS[c])]
+    return [c for c in SMOKE_GROUPS if all(commutes[e] for e in sim.elements(c))]
 
 
 def _simulated_positions(variant: str, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

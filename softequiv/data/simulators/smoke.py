@@ -30,7 +30,8 @@ breaks a symmetry is a rule that ties the buoyancy to the inflow in a non-symmet
 measures the error of the map inflow -> trajectory under such a rule, the ground truth of
 :mod:`softequiv.data.plumes`. An element g acts on a field f by
 (g f)(p) = g f(g^{-1} p), p the cell centre's position about the grid centre
-(:func:`act`); on a square grid that only permutes cells, so the action is exact.
+(:func:`softequiv.fields.transform` with ``Vector`` channels); on a square grid that only
+permutes cells, so the action is exact.
 
 ``phiflow`` is an optional dependency: ``pip install 'softequiv[fluids]'``.
 """
@@ -49,14 +50,16 @@ import numpy as np
 from softequiv.data.cache import args_digest, cache_dir, write_npz
 from softequiv.data.simulators import optional_import, relative_error
 from softequiv.errors import InputError
+from softequiv.fields import transform
+from softequiv.spec import parse_group, parse_rep
 
 __all__ = [
-    "D4_ELEMENTS",
+    "ELEMENT_NAMES",
     "FORMAT_VERSION",
-    "SUBGROUPS",
-    "act",
     "act_on_points",
+    "elements",
     "equivariance_errors",
+    "group_errors",
     "orbit",
     "simulate",
     "simulate_cached",
@@ -65,26 +68,16 @@ __all__ = [
 #: Bumped whenever simulated numbers change for the same arguments (invalidates caches).
 FORMAT_VERSION = 1
 
-#: The point group of the square as 2x2 matrices acting on (x, y), by name.
-D4_ELEMENTS: dict[str, np.ndarray] = {
-    "e": np.array([[1, 0], [0, 1]]),
-    "r90": np.array([[0, -1], [1, 0]]),
-    "r180": np.array([[-1, 0], [0, -1]]),
-    "r270": np.array([[0, 1], [-1, 0]]),
-    "flip_x": np.array([[-1, 0], [0, 1]]),  # (x, y) -> (-x, y)
-    "flip_y": np.array([[1, 0], [0, -1]]),  # (x, y) -> (x, -y)
-    "swap": np.array([[0, 1], [1, 0]]),  # (x, y) -> (y, x)
-    "antiswap": np.array([[0, -1], [-1, 0]]),  # (x, y) -> (-y, -x)
-}
-
-#: The candidate lattice groups of SPEC 10 as sets of :data:`D4_ELEMENTS` names.
-SUBGROUPS: dict[str, tuple[str, ...]] = {
-    "D4": tuple(D4_ELEMENTS),
-    "C4": ("e", "r90", "r180", "r270"),
-    "C2": ("e", "r180"),
-    "D2": ("e", "r180", "flip_x", "flip_y"),
-    "FlipX": ("e", "flip_x"),
-    "FlipY": ("e", "flip_y"),
+#: Names of the elements of D4 (2x2 matrices acting on (x, y), flattened), for reports.
+ELEMENT_NAMES: dict[tuple[int, ...], str] = {
+    (1, 0, 0, 1): "e",
+    (0, -1, 1, 0): "r90",
+    (-1, 0, 0, -1): "r180",
+    (0, 1, -1, 0): "r270",
+    (-1, 0, 0, 1): "flip_x",  # (x, y) -> (-x, y)
+    (1, 0, 0, -1): "flip_y",  # (x, y) -> (x, -y)
+    (0, 1, 1, 0): "swap",  # (x, y) -> (y, x)
+    (0, -1, -1, 0): "antiswap",  # (x, y) -> (-y, -x)
 }
 
 _SOLVER = "scipy-direct"
@@ -255,35 +248,15 @@ def act_on_points(g: np.ndarray, points: np.ndarray) -> np.ndarray:
     return np.asarray(points, dtype=np.float64) @ np.asarray(g, dtype=np.float64).T
 
 
-def act(g: np.ndarray, fields: np.ndarray, *, vector: bool = True) -> np.ndarray:
-    """(g f)(p) = rho(g) f(g^{-1} p) on fields [..., 2, H, W] (``vector``) or [..., H, W].
-
-    ``g`` is one of :data:`D4_ELEMENTS`; p runs over cell centres about the grid centre,
-    so for a square grid the motion permutes cells exactly. A vector field's channels are
-    also rotated (rho(g) = g); a scalar field's are not.
-    """
-    g = np.asarray(g)
-    f = np.asarray(fields)
-    n = f.shape[-1]
-    if f.shape[-2] != n:
-        raise InputError(f"the lattice group acts on square grids, got {f.shape[-2:]}")
-    if vector and (f.ndim < 3 or f.shape[-3] != 2):
-        raise InputError(f"a vector field needs 2 channels before H, W, got {f.shape}")
-    # Cell index i <-> position i - (n - 1) / 2; the source of cell p is g^{-1} p.
-    idx = np.arange(n) - (n - 1) / 2
-    py, px = np.meshgrid(idx, idx, indexing="ij")
-    src = np.stack([px, py], axis=-1) @ np.linalg.inv(g).T  # [n, n, 2] as (x, y)
-    sx = np.rint(src[..., 0] + (n - 1) / 2).astype(int)
-    sy = np.rint(src[..., 1] + (n - 1) / 2).astype(int)
-    moved = f[..., sy, sx]
-    if vector:
-        moved = np.einsum("ij,...jhw->...ihw", g.astype(f.dtype), moved)
-    return moved
+def elements(group: str = "D4") -> dict[str, np.ndarray]:
+    """The elements of a lattice group (a spec name such as ``"C4"``) by element name."""
+    return {ELEMENT_NAMES[tuple(np.rint(g).astype(int).ravel())]: g
+            for g in parse_group(group).elements()}
 
 
 def orbit(points: np.ndarray) -> np.ndarray:
     """The distinct images of positions [P, 2] under D4, first the points themselves."""
-    images = [act_on_points(D4_ELEMENTS[name], points) for name in D4_ELEMENTS]
+    images = [act_on_points(g, points) for g in elements("D4").values()]
     out: list[np.ndarray] = []
     for p in np.concatenate(images):
         if not any(np.allclose(p, q, atol=1e-9) for q in out):
@@ -304,7 +277,8 @@ def equivariance_errors(
     of ||f(g p) - g f(p)|| / (||f(g p)|| + ||g f(p)||)). A rule that commutes with g
     (rule(g p) = g rule(p)) gives round-off; otherwise the error measures the break.
     The plumes of every image g p are simulated through the cache (``params`` as for
-    :func:`simulate`). Returns errors by :data:`D4_ELEMENTS` name (``"e"`` is 0).
+    :func:`simulate`); g acts on velocity fields as on a ``Vector`` field
+    (:func:`softequiv.fields.transform`). Returns errors by element name (``"e"`` is 0).
     """
     base = _as_pairs(inflows, "inflows")
     points = orbit(base)
@@ -313,16 +287,15 @@ def equivariance_errors(
     def plumes(at: np.ndarray) -> np.ndarray:  # the orbit holds every image exactly
         return velocity[[int(np.argmin(np.abs(points - p).sum(axis=1))) for p in at]]
 
-    errors = {}
-    for name, g in D4_ELEMENTS.items():
-        moved, expected = plumes(act_on_points(g, base)), act(g, plumes(base))
-        errors[name] = relative_error(moved.reshape(-1, *moved.shape[2:]),
-                                      expected.reshape(-1, *expected.shape[2:]))
-    return errors
+    original = plumes(base).reshape(-1, *velocity.shape[2:])  # [P * steps, 2, H, W]
+    vector = parse_rep("Vector")
+    return {name: relative_error(plumes(act_on_points(g, base)).reshape(original.shape),
+                                 transform(original, g, vector))
+            for name, g in elements("D4").items()}
 
 
-def group_errors(element_errors: dict[str, float],
-                 groups: Sequence[str] = tuple(SUBGROUPS)) -> dict[str, float]:
-    """Per candidate group, the mean element error over the group (g drawn uniformly)."""
-    return {name: float(np.mean([element_errors[e] for e in SUBGROUPS[name]]))
+def group_errors(element_errors: dict[str, float], groups: Sequence[str]) -> dict[str, float]:
+    """Per candidate lattice group, the mean element error over the group (g uniform, the
+    identity included, as :func:`softequiv.fields.field_equivariance_error` averages)."""
+    return {name: float(np.mean([element_errors[e] for e in elements(name)]))
             for name in groups}
