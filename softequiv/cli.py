@@ -263,6 +263,8 @@ def cmd_data_smoke(args: argparse.Namespace) -> int:
     path = write_file(dataset, args.out)
     print(f"wrote {path}: {len(dataset.X)} rows, rep_in {dataset.rep_in} "
           f"({time.perf_counter() - start:.1f} s)")
+    errors = ", ".join(f"{g} {e:.2g}" for g, e in dataset.true_errors.items())
+    print(f"simulator's equivariance errors: {errors}; exact: {', '.join(dataset.exact)}")
     return 0
 
 
