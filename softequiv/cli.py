@@ -240,7 +240,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
 
 def cmd_data_mujoco(args: argparse.Namespace) -> int:
     """Simulate MuJoCo trajectories (cached by their arguments) and write an .npz file."""
-    from softequiv.data.mujoco import generate_to_file
+    from softequiv.data.simulators.mujoco import generate_to_file
 
     start = time.perf_counter()
     path = generate_to_file(args.out, env=args.env, trajectories=args.trajectories,
@@ -259,6 +259,32 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--out", help=".npz file to write (default: the cache directory)")
     m.set_defaults(func=cmd_data_mujoco)
+    s = kinds.add_parser("smoke", help="smoke-plume dataset file: X, Y, split (needs "
+                                       "softequiv[fluids])")
+    s.add_argument("--variant", help="mirror (default), rotation or levels")
+    s.add_argument("--level", type=int, help="levels: index of the asymmetry, 0-4")
+    s.add_argument("--asymmetry", type=float, help="rotation: side-strength asymmetry")
+    for flag, what in (("--grid", "cells per side"), ("--steps", "frames per inflow"),
+                       ("--k", "input frames per row"), ("--seed", "picks the unseen inflows")):
+        s.add_argument(flag, type=int, help=what)
+    s.add_argument("--out", required=True, help=".npz file to write")
+    s.set_defaults(func=cmd_data_smoke)
+
+
+def cmd_data_smoke(args: argparse.Namespace) -> int:
+    """Simulate (cached) and write the smoke dataset as an .npz file."""
+    from softequiv.data.plumes import smoke, write_file
+
+    start = time.perf_counter()
+    options = {k: getattr(args, k) for k in ("variant", "level", "asymmetry", "grid", "steps",
+                                             "k", "seed")}
+    dataset = smoke(**{k: v for k, v in options.items() if v is not None})
+    path = write_file(dataset, args.out)
+    print(f"wrote {path}: {len(dataset.X)} rows, rep_in {dataset.rep_in} "
+          f"({time.perf_counter() - start:.1f} s)")
+    errors = ", ".join(f"{g} {e:.2g}" for g, e in dataset.true_errors.items())
+    print(f"simulator's equivariance errors: {errors}; exact: {', '.join(dataset.exact)}")
+    return 0
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
