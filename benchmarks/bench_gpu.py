@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from softequiv.data.cache import write_json
 from softequiv.data.synthetic import inertia
 from softequiv.nn import SoftEMLP
 from softequiv.solver import clear_cache
@@ -177,10 +178,7 @@ def main(quick: bool = False, out: Path = RESULTS) -> dict:
         "per_epoch": {"ch": sizes[0],
                       "seconds": epoch_seconds(device, 2 if quick else 20, sizes[0])},
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=2))
-    tmp.replace(out)
+    write_json(out, result)
     return result
 
 

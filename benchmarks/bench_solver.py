@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from softequiv.data.cache import write_json
 from softequiv.nn import SoftEMLP
 from softequiv.reps import uniform_rep
 from softequiv.solver import Projector, clear_cache
@@ -159,10 +160,7 @@ def main() -> dict:
         "training_step": shares,
         "basis_command": [basis_command("O(3)", BIG_MAP), basis_command("SO(3)", "T(4)")],
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    tmp = RESULTS.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=2))
-    tmp.replace(RESULTS)
+    write_json(RESULTS, result)
     return result
 
 

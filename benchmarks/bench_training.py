@@ -30,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+from softequiv.data.cache import write_json
 from softequiv.nn import SoftEMLP
 from softequiv.spec import parse_groups, parse_rep
 from softequiv.threads import one_thread
@@ -160,10 +161,7 @@ def main(rounds: int = 3, epochs: int = 20, baseline: str = "2497377") -> dict:
            "per_speedup_over_jax": JAX_REFERENCE["epoch_s"] / per,
            "ambient_groups": groups,
            "torch_compile_cpu": compile_row}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = RESULTS.with_suffix(".tmp")
-    tmp_out.write_text(json.dumps(out, indent=2))
-    tmp_out.replace(RESULTS)
+    write_json(RESULTS, out)
     return out
 
 

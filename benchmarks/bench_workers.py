@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 from softequiv.bench import run_benchmark
+from softequiv.data.cache import write_json
 
 RESULTS = Path(__file__).parent / "results" / "workers.json"
 GRID = {"seeds": 2, "methods": ["MLP", "PER"],
@@ -38,10 +39,7 @@ def main() -> dict:
            "wall_seconds": {"1 worker": walls[1], "2 workers": walls[2]},
            "speedup_2_workers": walls[1] / walls[2],
            "identical_results": results[1] == results[2]}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = RESULTS.with_suffix(".tmp")
-    tmp_out.write_text(json.dumps(out, indent=2))
-    tmp_out.replace(RESULTS)
+    write_json(RESULTS, out)
     return out
 
 
