@@ -27,7 +27,9 @@ def cmd_basis(args: argparse.Namespace) -> int:
     """Solve for the equivariant basis of rep_in -> rep_out under a group."""
     from softequiv.solver import clear_cache, equivariant_basis
     from softequiv.spec import parse_group, parse_rep
+    from softequiv.threads import set_threads
 
+    set_threads(_threads(args))
     group = parse_group(args.group)
     rep_in, rep_out = parse_rep(args.rep_in), parse_rep(args.rep_out)
     clear_cache()
@@ -53,7 +55,22 @@ def _add_basis(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rep-out", required=True, help='e.g. "T(2)"')
     p.add_argument("--tol", type=float, default=1e-6, help="null-space singular value tolerance")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_threads(p)
     p.set_defaults(func=cmd_basis)
+
+
+def _add_threads(p: argparse.ArgumentParser) -> None:
+    from softequiv.threads import default_threads
+
+    p.add_argument("--threads", type=int,
+                   help=f"CPU threads for torch and BLAS (default: half the CPUs, at most 4; "
+                        f"here {default_threads()})")
+
+
+def _threads(args: argparse.Namespace) -> int | None:
+    if args.threads is not None and args.threads < 1:
+        raise InputError(f"--threads must be at least 1, got {args.threads}")
+    return args.threads
 
 
 def _dataset_from_args(args: argparse.Namespace):
@@ -93,7 +110,9 @@ def cmd_discover(args: argparse.Namespace) -> int:
     """Train with one regularizer per candidate group and report the discovered levels."""
     from softequiv.discover import discover, prepare_output, save_run
     from softequiv.report import format_table
+    from softequiv.threads import set_threads
 
+    set_threads(_threads(args))
     out = prepare_output(args.out, overwrite=args.overwrite)
     dataset = _dataset_from_args(args)
     config = _train_config(args, dataset)
@@ -152,7 +171,7 @@ def _add_discover(sub: argparse._SubParsersAction) -> None:
                          "not broken)")
     tr.add_argument("--refit-steps", type=int, default=100,
                     help="per/sample: Adam steps of each refit behind the verdicts")
-    tr.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    _add_threads(tr)
     tr.add_argument("--device", default="auto", help="auto, cpu or cuda")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--out", required=True, help="run directory to write")
@@ -224,7 +243,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
 
 def cmd_data_mujoco(args: argparse.Namespace) -> int:
     """Simulate MuJoCo trajectories (cached by their arguments) and write an .npz file."""
-    from softequiv.data.mujoco import generate_to_file
+    from softequiv.data.simulators.mujoco import generate_to_file
 
     start = time.perf_counter()
     path = generate_to_file(args.out, env=args.env, trajectories=args.trajectories,
@@ -243,6 +262,32 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--out", help=".npz file to write (default: the cache directory)")
     m.set_defaults(func=cmd_data_mujoco)
+    s = kinds.add_parser("smoke", help="smoke-plume dataset file: X, Y, split (needs "
+                                       "softequiv[fluids])")
+    s.add_argument("--variant", help="mirror (default), rotation or levels")
+    s.add_argument("--level", type=int, help="levels: index of the asymmetry, 0-4")
+    s.add_argument("--asymmetry", type=float, help="rotation: side-strength asymmetry")
+    for flag, what in (("--grid", "cells per side"), ("--steps", "frames per inflow"),
+                       ("--k", "input frames per row"), ("--seed", "picks the unseen inflows")):
+        s.add_argument(flag, type=int, help=what)
+    s.add_argument("--out", required=True, help=".npz file to write")
+    s.set_defaults(func=cmd_data_smoke)
+
+
+def cmd_data_smoke(args: argparse.Namespace) -> int:
+    """Simulate (cached) and write the smoke dataset as an .npz file."""
+    from softequiv.data.plumes import smoke, write_file
+
+    start = time.perf_counter()
+    options = {k: getattr(args, k) for k in ("variant", "level", "asymmetry", "grid", "steps",
+                                             "k", "seed")}
+    dataset = smoke(**{k: v for k, v in options.items() if v is not None})
+    path = write_file(dataset, args.out)
+    print(f"wrote {path}: {len(dataset.X)} rows, rep_in {dataset.rep_in} "
+          f"({time.perf_counter() - start:.1f} s)")
+    errors = ", ".join(f"{g} {e:.2g}" for g, e in dataset.true_errors.items())
+    print(f"simulator's equivariance errors: {errors}; exact: {', '.join(dataset.exact)}")
+    return 0
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -252,7 +297,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     protocol = {"epochs": args.epochs} if args.epochs else None
     result = run_benchmark(args.task, seeds=args.seeds, methods=args.methods,
                            settings=matching_settings(args.task, args.only),
-                           workers=args.workers, protocol=protocol, merge=args.merge,
+                           workers=args.workers, address=args.address, protocol=protocol,
+                           merge=args.merge,
                            first_seed=args.first_seed)
     print(markdown_table(args.task, result["summary"], result["protocol"]))
     print(f"wall time {result['wall_seconds']:.0f} s; wrote benchmarks/results/{args.task}.json")
@@ -267,7 +313,13 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--methods", nargs="+", help="labels or method names (default: all)")
     p.add_argument("--epochs", type=int, help="override the protocol's epochs")
-    p.add_argument("--workers", type=int, help="parallel runs (default: 2)")
+    p.add_argument("--workers", type=int,
+                   help="runs at once, as Ray tasks of one thread each (needs softequiv[ray]); "
+                        "default 1: one after another in this process; with --address: "
+                        "the most runs in flight (default: all)")
+    p.add_argument("--address",
+                   help="run on the existing Ray cluster at this address (e.g. auto, or "
+                        "ray://head:10001) instead of on this machine")
     p.add_argument("--merge", action="store_true",
                    help="keep the runs already in the results file that this call does "
                         "not redo (other methods, settings or seeds)")
@@ -291,6 +343,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from softequiv.threads import passive_waiting
+
+    passive_waiting()
     try:
         args = build_parser().parse_args(argv)
         return args.func(args)

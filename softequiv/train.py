@@ -11,6 +11,7 @@ import copy
 import math
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 
@@ -26,9 +27,10 @@ from softequiv.errors import InputError
 from softequiv.groups import Group
 from softequiv.nn import EMLP, MLP, RPP, Augmented, FrameAveraging, MixedRPP, SoftEMLP
 from softequiv.nn.layers import SoftLinear
+from softequiv.nn.soft import SoftLayer
 from softequiv.regularizers import equivariance_error, sample_penalty
 from softequiv.reps import Rep
-from softequiv.solver import Projector
+from softequiv.solver import Projector, StackedProjectors
 from softequiv.spec import parse_groups, parse_rep
 from softequiv.tuning import StrengthTuner
 
@@ -49,8 +51,10 @@ class TrainConfig:
     (default 2) set how the strengths are adjusted at t_adj, one default for every
     dataset. ``rule_steps`` is the fit rule's refit budget, ``refit_steps`` the verdicts'
     (Adam steps at a peak learning rate ``refit_lr``, default lr / 10; see :func:`refit`).
-    ``snap`` (soft models only) keeps, after the verdicts, the refit with the lowest
-    validation MSE among the free one and those inside a candidate that is not broken.
+    ``torch_compile`` trains through ``torch.compile(model)`` (eager if compiling fails; on
+    CPU it does not pay, see the README's Performance section). ``snap`` (soft models only)
+    keeps, after the verdicts, the refit with the lowest validation MSE among the free one
+    and those inside a candidate that is not broken.
     """
 
     method: str = "per"
@@ -81,6 +85,7 @@ class TrainConfig:
     device: str = "auto"
     progress: bool = True
     threads: int | None = None
+    torch_compile: bool = False
 
     def resolved(self) -> TrainConfig:
         """A copy with the defaults that depend on other values filled in, and values
@@ -178,8 +183,8 @@ def build_model(problem: Problem, config: TrainConfig) -> nn.Module:
     return mlp
 
 
-def soft_layers(model: nn.Module) -> list[SoftLinear]:
-    return [m for m in model.modules() if isinstance(m, SoftLinear)]
+def soft_layers(model: nn.Module) -> list[SoftLayer]:
+    return [m for m in model.modules() if isinstance(m, SoftLayer)]
 
 
 def _device(name: str) -> torch.device:
@@ -272,6 +277,7 @@ class Training:
         self.problem, self.config = problem, config
         self.device = device = _device(config.device)
         self.model = build_model(problem, config).to(device)
+        self.forward = compiled(self.model) if config.torch_compile else self.model
         self.layers = soft_layers(self.model)
         self.soft = config.method in ("per", "sample") and bool(self.layers)
         self.decoupled = config.method == "per" and config.penalty == "decoupled" and bool(
@@ -286,7 +292,7 @@ class Training:
             self.probe = GradientProbe(self.layers, config.t_adj - config.window, config.t_adj)
         self.free = {id(p) for layer in self.layers for p in layer.free_parameters()}
         self.params = list(self.model.parameters())
-        self.optimizer = torch.optim.Adam(self.params, lr=config.lr)
+        self.optimizer = _adam(self.params, config.lr)
         self.train = tuple(t.to(device) for t in problem.tensors[TRAIN])
         self.valid = tuple(t.to(device) for t in problem.tensors[VALID])
         self.steps_per_epoch = math.ceil(len(self.train[0]) / config.batch_size)
@@ -328,7 +334,7 @@ class Training:
         for i in range(self.steps_per_epoch):
             idx = order[i * config.batch_size:(i + 1) * config.batch_size]
             x, y = Xtr[idx], Ytr[idx]
-            loss = ((model(x) - y) ** 2).mean()
+            loss = ((self.forward(x) - y) ** 2).mean()
             reg = None if self.decoupled else _regularizers(model, layers, self.problem, config,
                                                             x, self.generator, self.device)
             if reg is not None:
@@ -341,12 +347,10 @@ class Training:
             loss.backward()
             if probing:
                 self.probe.accumulate()
-            if self.decoupled and config.damp_gradients:
-                damp_gradients(layers, lambdas * self.schedule.get_last_lr()[0])
-            self.optimizer.step()
             if self.decoupled:
                 rate = lambdas * self.schedule.get_last_lr()[0]
-                epoch_reg += decoupled_penalty_step(layers, rate)
+                epoch_reg += decoupled_penalty_step(layers, rate, damp=config.damp_gradients)
+            self.optimizer.step()
             self.schedule.step()
             epoch_loss += loss.detach()
         mean_loss = float(epoch_loss) / self.steps_per_epoch
@@ -487,42 +491,128 @@ class GradientProbe:
         return total.cpu().numpy()
 
 
+def compiled(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``torch.compile(model)`` as a callable that falls back to the eager model, with one
+    warning, when compiling is unavailable or fails (compiling happens at the first call)."""
+    try:
+        fast = torch.compile(model, dynamic=False)
+    except Exception as exc:  # noqa: BLE001 - any failure means: train eagerly
+        return _eager_after(model, exc)
+    state = {"fast": fast}
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        if state["fast"] is not None:
+            try:
+                return state["fast"](x)
+            except Exception as exc:  # noqa: BLE001 - e.g. no C++ compiler for inductor
+                state["fast"] = None
+                _eager_after(model, exc)
+        return model(x)
+
+    return forward
+
+
+def _eager_after(model: nn.Module, exc: Exception) -> nn.Module:
+    warnings.warn(f"torch.compile is unavailable here ({type(exc).__name__}: "
+                  f"{str(exc).splitlines()[0] if str(exc) else ''}); training eagerly",
+                  RuntimeWarning, stacklevel=3)
+    return model
+
+
+def _adam(params: list[nn.Parameter], lr: float) -> torch.optim.Adam:
+    """Adam with the fused kernel where this torch has one for these tensors (one kernel for
+    all parameters instead of a loop of small ops: several times faster per step on CPU),
+    else the multi-tensor one."""
+    if all(p.device.type in ("cpu", "cuda") for p in params):
+        try:
+            return torch.optim.Adam(params, lr=lr, fused=True)
+        except (RuntimeError, TypeError, ValueError):  # torch < 2.4 on CPU
+            pass
+    return torch.optim.Adam(params, lr=lr, foreach=True)
+
+
 def _shrink_factors(rate: torch.Tensor) -> torch.Tensor:
-    shrink = 1.0 - torch.exp(-rate)
-    total = shrink.sum()
-    return shrink / total if total > 1.0 else shrink
+    shrink = -torch.expm1(-rate)
+    return shrink / shrink.sum().clamp_min(1.0)
 
 
 def damp_gradients(layers: list[SoftLinear], rate: torch.Tensor) -> None:
     """Remove the share c_j of each gradient that breaks group j before the optimizer sees
     it: g <- g - sum_j c_j (g - P_j g). For a strongly enforced group (c_j near 1) Adam
     then moves in the equivariant subspace as a hard EMLP would, instead of spending its
-    step sizes on mini-batch noise that the penalty removes again."""
-    shrink = _shrink_factors(rate)
-    if not shrink.any():
-        return
-    with torch.no_grad():
-        for layer in layers:
-            for param, projector, as_matrix in _weight_and_bias(layer):
-                _, residual = projector.penalty_and_residual(as_matrix(param.grad), shrink)
-                param.grad.sub_(residual.reshape(param.shape))
+    step sizes on mini-batch noise that the penalty removes again. (Training does this in
+    the same pass as the penalty step: ``decoupled_penalty_step(..., damp=True)``.)"""
+    _shrink_towards_subspaces(layers, _shrink_factors(rate), weights=False, grads=True)
 
 
-def decoupled_penalty_step(layers: list[SoftLinear], rate: torch.Tensor) -> torch.Tensor:
+def decoupled_penalty_step(layers: list[SoftLinear], rate: torch.Tensor, *,
+                           damp: bool = False) -> torch.Tensor:
     """Shrink every layer towards each group's equivariant subspace, outside the optimizer:
     W <- W - c_j (W - P_j W) with c_j = 1 - exp(-lr * lambda_j), capped so the c_j sum to
     at most 1 (a contraction). It is the gradient step of sum_j lambda_j R_j taken like
-    AdamW's decoupled weight decay, so Adam's moment estimates see only the data loss.
-    Returns the R_j measured before the step (float64, detached)."""
-    shrink = _shrink_factors(rate)
-    total = torch.zeros(len(rate), dtype=torch.float64, device=rate.device)
+    AdamW's decoupled weight decay, so Adam's moment estimates see only the data loss;
+    called between ``backward()`` and ``optimizer.step()`` it shrinks the weights before
+    the Adam update, as AdamW does. With ``damp`` the gradients get the same shrink in the
+    same pass (:func:`damp_gradients`). Returns the R_j measured before the step (float64,
+    detached, on the weights' device: no host synchronization)."""
+    return _shrink_towards_subspaces(layers, _shrink_factors(rate), weights=True, grads=damp)
+
+
+def _shrink_towards_subspaces(layers: list[SoftLinear], shrink: torch.Tensor, *,
+                              weights: bool, grads: bool) -> torch.Tensor:
+    """x <- x - sum_j shrink_j (x - P_j x) for the layers' free weights and biases and/or
+    their gradients; returns the weights' R_j before the step (zeros without ``weights``).
+    Dense layers' tensors go through one :class:`StackedProjectors` pass; other soft layers
+    (convolutions) through their projectors' ``penalty_and_residual``."""
+    total = torch.zeros(len(shrink), dtype=torch.float64, device=shrink.device)
+    dense = [(p, proj) for layer in layers for p, proj, _ in _weight_and_bias(layer)
+             if isinstance(proj, Projector)]
     with torch.no_grad():
+        if dense:
+            params = [p for p, _ in dense]
+            rows = ([_flat(params)] if weights else []) + (
+                [_flat([p.grad for p in params])] if grads else [])
+            penalty, residual = _stacked_projectors([proj for _, proj in dense]).residuals(
+                torch.stack(rows), shrink)
+            if weights:
+                _subtract(params, residual[0])
+                total += penalty[0]
+            if grads:
+                _subtract([p.grad for p in params], residual[-1])
         for layer in layers:
             for param, projector, as_matrix in _weight_and_bias(layer):
-                penalty, residual = projector.penalty_and_residual(as_matrix(param), shrink)
-                param.sub_(residual.reshape(param.shape))
-                total += penalty
+                if isinstance(projector, Projector):
+                    continue
+                if grads:
+                    _, residual = projector.penalty_and_residual(as_matrix(param.grad), shrink)
+                    param.grad.sub_(residual.reshape(param.shape))
+                if weights:
+                    penalty, residual = projector.penalty_and_residual(as_matrix(param), shrink)
+                    param.sub_(residual.reshape(param.shape))
+                    total += penalty
     return total
+
+
+def _stacked_projectors(projectors: list[Projector]) -> StackedProjectors:
+    """One :class:`StackedProjectors` over these projectors, built once and kept on the
+    first of them."""
+    key = tuple(id(p) for p in projectors)
+    cached = projectors[0].__dict__.get("_stacked_projectors")
+    if cached is None or cached[0] != key:
+        cached = (key, StackedProjectors(projectors))
+        projectors[0].__dict__["_stacked_projectors"] = cached
+    return cached[1]
+
+
+def _flat(tensors: list[torch.Tensor]) -> torch.Tensor:
+    return torch.cat([t.reshape(-1) for t in tensors])
+
+
+def _subtract(tensors: list[torch.Tensor], flat: torch.Tensor) -> None:
+    """tensors -= their parts of the flat concatenation ``flat``."""
+    parts = flat.split([t.numel() for t in tensors])
+    for t, part in zip(tensors, parts, strict=True):
+        t.sub_(part.view_as(t))
 
 
 def _weight_and_bias(layer: SoftLinear) -> list[tuple[torch.Tensor, Projector, Callable]]:
@@ -584,7 +674,7 @@ steps of about ``lr`` in every coordinate whatever the gradient's size, which th
 converged model far off before its moment estimates settle."""
 
 
-def refit(model: nn.Module, layers: list[SoftLinear], train: tuple[torch.Tensor, torch.Tensor],
+def refit(model: nn.Module, layers: list[SoftLayer], train: tuple[torch.Tensor, torch.Tensor],
           valid: tuple[torch.Tensor, torch.Tensor], *, group: int | None, steps: int,
           lr: float, batch_size: int, seed: int) -> Refit:
     """Train ``model`` on for ``steps`` Adam steps on the data loss alone (learning rate
@@ -637,7 +727,7 @@ def refit(model: nn.Module, layers: list[SoftLinear], train: tuple[torch.Tensor,
     return Refit(group, best[2], best_errors, best[1], history)
 
 
-def fit_costs(model: nn.Module, layers: list[SoftLinear], train: tuple[torch.Tensor, torch.Tensor],
+def fit_costs(model: nn.Module, layers: list[SoftLayer], train: tuple[torch.Tensor, torch.Tensor],
               valid: tuple[torch.Tensor, torch.Tensor], groups: Iterable[int],
               options: dict) -> list[float]:
     """What holding each of ``groups`` costs the model: the relative rise of the validation
@@ -648,7 +738,7 @@ def fit_costs(model: nn.Module, layers: list[SoftLinear], train: tuple[torch.Ten
             for j in groups]
 
 
-def nested_subspaces(layers: list[SoftLinear], n_groups: int) -> list[list[int]]:
+def nested_subspaces(layers: list[SoftLayer], n_groups: int) -> list[list[int]]:
     """For every candidate j, the candidates k whose equivariant subspace (over every soft
     layer's weight and bias) lies inside j's, j included: P_j P_k W = P_k W, checked on a
     seeded random W in float64 (generic, so it holds only if the subspaces are nested)."""
@@ -671,7 +761,7 @@ def _contains(projector: Projector, W: torch.Tensor, outer: int, inner: int) -> 
     return float(gap.norm()) <= 1e-8 * max(float(inner_part.norm()), 1e-300)
 
 
-def constrain(layers: list[SoftLinear], group: int) -> None:
+def constrain(layers: list[SoftLayer], group: int) -> None:
     """Replace every soft layer's weight and bias by its projection onto ``group``."""
     with torch.no_grad():
         for layer in layers:
@@ -679,7 +769,7 @@ def constrain(layers: list[SoftLinear], group: int) -> None:
                 param.copy_(projector.project(as_matrix(param), group).reshape(param.shape))
 
 
-def _project_gradients(layers: list[SoftLinear], group: int) -> None:
+def _project_gradients(layers: list[SoftLayer], group: int) -> None:
     with torch.no_grad():
         for layer in layers:
             for param, projector, as_matrix in _weight_and_bias(layer):
