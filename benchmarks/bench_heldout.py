@@ -14,7 +14,8 @@ whether the verdicts stay honest on data unlike the benchmarks.
 - ``cossim-noise``: CosSim so3 with label noise of a fifth of the targets' std.
 
 Writes ``benchmarks/results/heldout.json`` (per case: each candidate's verdict, evidence,
-the truth, and whether any broken candidate was said to hold). Run:
+the truth, and whether any broken candidate was said to hold) and the README table
+between ``<!-- bench:heldout -->`` markers. Run:
 ``.venv/bin/python benchmarks/bench_heldout.py`` (about 30 minutes on 2 CPU cores).
 """
 
@@ -29,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from softequiv.bench import update_readme
 from softequiv.data.synthetic import cossim, inertia, se3
 
 RESULTS = Path(__file__).parent / "results" / "heldout.json"
@@ -97,6 +99,20 @@ def run_case(name: str, case: dict, workdir: Path) -> dict:
                             if g["verdict"] == "holds" and not g["truly_exact"]]}
 
 
+def table(results: list[dict]) -> str:
+    """One row per case: every candidate's verdict (and its ratio), exact ones marked *."""
+    lines = ["| case | rows | candidates: verdict (ratio), * = truly exact | false holds | "
+             "warning |", "|---|---|---|---|---|"]
+    for r in results:
+        cells = "; ".join(f"{g['name']}{'*' if g['truly_exact'] else ''}: {g['verdict']}"
+                          + ("" if g["evidence"]["value"] is None
+                             else f" ({g['evidence']['value']:.3g})") for g in r["groups"])
+        warning = r["warnings"][0].split(":")[0] if r["warnings"] else ""
+        lines.append(f"| {r['case']} | {r['rows']} | {cells} | "
+                     f"{', '.join(r['false_holds']) or 'none'} | {warning} |")
+    return "\n".join(lines)
+
+
 def main() -> dict:
     results = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -108,6 +124,7 @@ def main() -> dict:
     partial = RESULTS.with_suffix(".json.tmp")
     partial.write_text(json.dumps({"cases": results}, indent=2))
     partial.replace(RESULTS)
+    update_readme("heldout", table(results))
     return {"cases": results}
 
 

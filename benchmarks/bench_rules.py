@@ -5,8 +5,9 @@ error, published, relative and gradient rules would set at T_adj from that run's
 warm-up. The fit rule needs refits at T_adj, which the default runs do not pay for; this
 script warms up one seed of every benchmark setting (bench protocol: 100 epochs with
 every candidate at lambda_init), measures what all five rules propose, and writes
-``benchmarks/results/rules.json``. Run: ``.venv/bin/python benchmarks/bench_rules.py``
-(about 40 minutes on 2 CPU cores).
+``benchmarks/results/rules.json`` and the README table between ``<!-- bench:rules -->``
+markers. Run: ``.venv/bin/python benchmarks/bench_rules.py`` (about 20 minutes on 2
+shared CPU cores).
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from pathlib import Path
 
 import torch
 
-from softequiv.bench import PER_PROTOCOL, TASKS
+from softequiv.bench import PER_PROTOCOL, TASKS, update_readme
 from softequiv.data.registry import load_builtin_dataset
 from softequiv.train import Problem, TrainConfig, Training
+from softequiv.tuning import RULES
 
 RESULTS = Path(__file__).parent / "results" / "rules.json"
 
@@ -39,6 +41,31 @@ def warm_up(task: str, setting: dict, seed: int) -> dict:
             "proposals": tuner.proposals(), "seconds": time.perf_counter() - start}
 
 
+def table(rows: list[dict]) -> str:
+    """Per setting: the exact candidate's lambda and the largest broken candidate's, under
+    every rule (a bold cell: the exact candidate gets the strictly largest lambda)."""
+    lines = ["| task | setting | exact | " + " | ".join(RULES) + " |",
+             "|---|---|---|" + "---|" * len(RULES)]
+    for row in rows:
+        names = row["groups"]
+        exact = [n for n in row["truly_exact"] if n in names[1:]]
+        if len(exact) != 1:
+            continue
+        j = names.index(exact[0])
+        cells = []
+        for rule in RULES:
+            lam = row["proposals"].get(rule)
+            if lam is None:
+                cells.append("-")
+                continue
+            broken = max(v for k, v in enumerate(lam) if k and k != j)
+            cell = f"{lam[j]:.3g} / {broken:.3g}"
+            cells.append(f"**{cell}**" if lam[j] > broken else cell)
+        setting = ", ".join(f"{k}={v}" for k, v in row["setting"].items())
+        lines.append(f"| {row['task']} | {setting} | {exact[0]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(seed: int = 0) -> dict:
     torch.set_num_threads(1)
     rows = []
@@ -51,6 +78,8 @@ def main(seed: int = 0) -> dict:
     partial = RESULTS.with_suffix(".json.tmp")
     partial.write_text(json.dumps(out, indent=2))
     partial.replace(RESULTS)
+    update_readme("rules", table(rows) + f"\n\nOne warm-up per setting (seed {seed}), bench "
+                  "protocol; cells: exact candidate's lambda / largest broken candidate's.")
     return out
 
 
