@@ -31,7 +31,14 @@ from softequiv.data.synthetic import inertia
 from softequiv.nn import SoftEMLP
 from softequiv.solver import clear_cache
 from softequiv.spec import parse_groups, parse_rep
-from softequiv.train import Problem, TrainConfig, _adam, compiled, decoupled_penalty_step, fit
+from softequiv.train import (
+    Problem,
+    TrainConfig,
+    Training,
+    _adam,
+    compiled,
+    decoupled_penalty_step,
+)
 
 RESULTS = Path(__file__).parent / "results" / "gpu.json"
 GROUPS = "O(3), O2xy, O2yz, O2xz"
@@ -147,12 +154,16 @@ def host_syncs(device: torch.device, ch: int) -> str:
 
 
 def epoch_seconds(device: torch.device, epochs: int, ch: int) -> float:
-    """Marginal seconds per PER epoch on inertia (fit with 2E minus fit with E epochs)."""
+    """Marginal seconds per PER epoch on inertia (2E training epochs minus E, timed around
+    the epochs alone: no strength adjustment, refits or verdicts)."""
     problem = Problem.build(inertia(axis="z", eps=0.3, seed=0))
 
     def run(n: int) -> float:
-        config = TrainConfig(epochs=n, ch=ch, device=str(device), progress=False, snap=False)
-        return fit(problem, config).seconds
+        config = TrainConfig(epochs=n, t_adj=n, ch=ch, device=str(device), progress=False)
+        training = Training(problem, config.resolved())
+        start = time.perf_counter()
+        training.train_epochs(0, n)
+        return time.perf_counter() - start
 
     run(2)
     return (run(2 * epochs) - run(epochs)) / epochs
