@@ -171,22 +171,31 @@ def judge(free: torch.Tensor, constrained: Sequence[torch.Tensor], Y_valid: torc
         best = min(members, key=lambda k: float(constrained[k].sum()))
         evidence = ratio_evidence(constrained[best], free, seed=seed + j)
         out.append({"verdict": evidence.verdict(), "evidence": evidence.as_dict()})
+    return withhold_unsupported(out, names)
+
+
+def withhold_unsupported(found: list[dict], names: Sequence[str]) -> tuple[list[dict], list[str]]:
+    """Turn every ``holds`` into ``undetermined`` when the free refit is not a reference
+    that would have shown a break (see :func:`judge`); returns the verdicts and the
+    warning, if any. It reads only the evidence, so stored verdicts can be judged again."""
     why = None
-    better = [names[j] for j, v in enumerate(out) if v["evidence"]["interval"][1] < 1 / TOLERANCE]
+    better = [names[j] for j, v in enumerate(found)
+              if v["evidence"]["interval"] is not None
+              and v["evidence"]["interval"][1] < 1 / TOLERANCE]
     if better:
         why = (f"the model constrained to {better[0]} fits clearly better than the free "
                "one, so the free model is not the best of its class (which holds every "
                "constrained model) and could miss a break as large as that gap")
-    elif out[0]["verdict"] != BROKEN:
+    elif found[0]["verdict"] != BROKEN:
         why = (f"the ambient group {names[0]} is not shown broken, so no break of any "
                "candidate was seen: these models cannot tell data that holds every "
                "candidate from data too small to show its breaks")
-    if why is None or not any(v["verdict"] == HOLDS for v in out):
-        return out, []
-    for v in out:
+    if why is None or not any(v["verdict"] == HOLDS for v in found):
+        return found, []
+    for v in found:
         if v["verdict"] == HOLDS:
             v["verdict"], v["evidence"]["reason"] = UNDETERMINED, why
-    return out, [f"no candidate holds: {why}"]
+    return found, [f"no candidate holds: {why}"]
 
 
 def straddle_warning(names: Sequence[str], verdicts: Sequence[dict]) -> str | None:
