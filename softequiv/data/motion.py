@@ -43,13 +43,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from softequiv.atomic import write_json
 from softequiv.data import mujoco as mj
 from softequiv.data.base import TEST, TRAIN, VALID, Dataset, standard_split
 from softequiv.errors import InputError
@@ -183,14 +181,7 @@ def simulator_truth(*, seconds: float = 2.4, seed: int = 0, bodies: list[int] | 
     errors = _measure_truth(float(seconds), int(seed), idx, int(trajectories))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w") as fh:
-                json.dump({"args": args, "errors": errors}, fh, indent=1)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_json(path, {"args": args, "errors": errors}, indent=1)
     except OSError:  # pragma: no cover - read-only cache: still return the numbers
         pass
     return errors

@@ -56,7 +56,6 @@ import hashlib
 import importlib.util
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -64,6 +63,7 @@ from typing import Any
 
 import numpy as np
 
+from softequiv.atomic import atomic_file
 from softequiv.errors import InputError
 
 __all__ = [
@@ -738,14 +738,8 @@ def generate_to_file(
     arrays = generate_trajectories(**args)
     meta = {**args, "format": FORMAT_VERSION, "mujoco": _mujoco().__version__}
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays, generation_args=np.array(json.dumps(meta)))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path, "wb") as fh:
+        np.savez(fh, **arrays, generation_args=np.array(json.dumps(meta)))
     return path
 
 
