@@ -192,9 +192,10 @@ def _add_discover(sub: argparse._SubParsersAction) -> None:
                                    "(report.json, levels.png, model.safetensors, "
                                    "config.json, history.json).")
     src = p.add_argument_group("data: a built-in benchmark (--dataset) or your own file (--data)")
-    src.add_argument("--dataset", help="a built-in benchmark: inertia, cossim, se3 or mujoco-ant")
+    src.add_argument("--dataset", help="a built-in benchmark: inertia, cossim, se3 or "
+                                       "mujoco-ant (required unless --data is given)")
     src.add_argument("--data", help="your .npz (arrays X, Y, optional split), .csv or .parquet "
-                                    "file")
+                                    "file (required unless --dataset is given)")
     src.add_argument("--axis", help="inertia: the axis whose plane symmetry is kept, x, y or z, "
                                     "or -1 to break all three planes (default: z)")
     src.add_argument("--noise", type=flag(number),
@@ -210,15 +211,17 @@ def _add_discover(sub: argparse._SubParsersAction) -> None:
                      help="mujoco-ant: trajectories to simulate (default: 200)")
     src.add_argument("--seconds", type=flag(number, low=0, open_low=True),
                      help="mujoco-ant: seconds per trajectory (default: 2.4)")
-    src.add_argument("--rep-in", help='with --data: representation of an input row, e.g. '
-                                      '"5*Scalar + 5*Vector"')
-    src.add_argument("--rep-out", help='with --data: representation of a target row, e.g. "T(2)"')
-    src.add_argument("--groups", help='with --data: the candidate groups, comma-separated, the '
-                                      'largest (ambient) one first, e.g. "O(3), O2xy, O2yz, '
-                                      'O2xz"')
-    src.add_argument("--x-cols", help="with .csv/.parquet: input columns, e.g. x0:x19 (names, "
-                                      "first:last name ranges or 0:20 position ranges)")
-    src.add_argument("--y-cols", help="with .csv/.parquet: target columns, e.g. y0:y8")
+    src.add_argument("--rep-in", help='representation of an input row, e.g. "5*Scalar + '
+                                      '5*Vector" (required with --data)')
+    src.add_argument("--rep-out", help='representation of a target row, e.g. "T(2)" (required '
+                                       'with --data)')
+    src.add_argument("--groups", help='the candidate groups, comma-separated, the largest '
+                                      '(ambient) one first, e.g. "O(3), O2xy, O2yz, O2xz" '
+                                      '(required with --data)')
+    src.add_argument("--x-cols", help="input columns, e.g. x0:x19 (names, first:last name "
+                                      "ranges or 0:20 position ranges; required for "
+                                      ".csv/.parquet)")
+    src.add_argument("--y-cols", help="target columns, e.g. y0:y8 (required for .csv/.parquet)")
     tr = p.add_argument_group("training")
     tr.add_argument("--method", default="per", choices=METHODS,
                     help="per: the soft-equivariant network with one regularizer per "
@@ -428,7 +431,8 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--first-seed", type=flag(integer, minimum=0), default=0,
                    help="seeds run from here (with --merge: add seeds to a table)")
     p.add_argument("--only", nargs="+", metavar="KEY=VALUE",
-                   help="run only the settings matching, e.g. bodies=all")
+                   help="run only the settings matching, e.g. bodies=all (default: every "
+                        "setting)")
     p.set_defaults(func=cmd_bench)
 
 
