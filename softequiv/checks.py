@@ -32,40 +32,37 @@ def integer(name: str, value: Any, *, minimum: int | None = None,
 
     Integral floats (``5.0``) and numpy integers are accepted; bools and text are not.
     """
-    if value is None and optional:
-        return None
-    bounds = _bounds_text(minimum, maximum, open_low=False, open_high=False)
-    requirement = "an integer" + (f" {bounds}" if bounds else "")
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise _fail(name, requirement, value)
-    if isinstance(value, numbers.Integral):
-        result = int(value)
-    elif math.isfinite(value) and float(value).is_integer():
-        result = int(value)
-    else:
-        raise _fail(name, requirement, value)
-    if (minimum is not None and result < minimum) or (maximum is not None and result > maximum):
-        raise _fail(name, requirement, value)
-    return result
+    return _in_range(name, value, "an integer", minimum, maximum, open_low=False,
+                     open_high=False, optional=optional)
 
 
 def number(name: str, value: Any, *, low: float | None = None, high: float | None = None,
            open_low: bool = False, open_high: bool = False,
            optional: bool = False) -> float | None:
     """``value`` as a finite float within the bounds (``open_*``: the bound excluded)."""
+    return _in_range(name, value, "a finite number", low, high, open_low=open_low,
+                     open_high=open_high, optional=optional)
+
+
+def _in_range(name: str, value: Any, kind: str, low: float | None, high: float | None, *,
+              open_low: bool, open_high: bool, optional: bool) -> Any:
     if value is None and optional:
         return None
     bounds = _bounds_text(low, high, open_low=open_low, open_high=open_high)
-    requirement = "a finite number" + (f" {bounds}" if bounds else "")
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise _fail(name, requirement, value)
-    result = float(value)
-    if not math.isfinite(result):
-        raise _fail(name, requirement, value)
+    error = _fail(name, kind + (f" {bounds}" if bounds else ""), value)
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real)
+            or not math.isfinite(value)):
+        raise error
+    if kind == "an integer":
+        if not isinstance(value, numbers.Integral) and not float(value).is_integer():
+            raise error
+        result: float = int(value)
+    else:
+        result = float(value)
     if low is not None and (result < low or (open_low and result == low)):
-        raise _fail(name, requirement, value)
+        raise error
     if high is not None and (result > high or (open_high and result == high)):
-        raise _fail(name, requirement, value)
+        raise error
     return result
 
 
