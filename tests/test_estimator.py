@@ -295,3 +295,11 @@ def test_importable_and_usable_without_scikit_learn(tmp_path):
                           timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "(2,)"
+
+
+def test_the_no_symmetry_default_uses_a_small_hidden_rep():
+    from softequiv.reps import uniform_rep
+    from softequiv.spec import parse_group
+
+    rep = uniform_rep(128, parse_group("Trivial(1)"))  # T(r) on R^1 is one number
+    assert rep.size(1) == 128 and len(rep.summands) == 3
