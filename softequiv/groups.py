@@ -19,6 +19,13 @@ import torch
 
 Array = np.ndarray
 
+ELEMENT_LIMIT = 100_000
+"""The most elements :meth:`Group.elements` lists before calling a group infinite."""
+
+
+def _element_key(g: Array) -> bytes:
+    return np.round(g, 9).tobytes()
+
 
 def _stack(mats: Sequence[Array], d: int) -> Array:
     if len(mats) == 0:
@@ -91,6 +98,56 @@ class Group:
                       and np.allclose(h[:n, :n] @ h[:n, :n].T, np.eye(n), atol=1e-12)
                       for h in self.discrete)
         return n >= 1 and lie_ok and disc_ok
+
+    @property
+    def is_finite(self) -> bool:
+        """True when the group has no continuous part, so :meth:`elements` can list it
+        (provided the discrete generators generate a finite group)."""
+        return len(self.lie) == 0
+
+    def elements(self, limit: int = ELEMENT_LIMIT) -> Array:
+        """Every element, float64 ``[n, d, d]``, the identity first, by closing the discrete
+        generators under multiplication (exact for groups of permutation-like matrices).
+
+        Raises ValueError for a group with a continuous part, or whose closure passes
+        ``limit`` elements (an infinite or very large discrete group).
+        """
+        if not self.is_finite:
+            raise ValueError(f"{self.name} is not finite (it has Lie-algebra generators), "
+                             "so it has no element list")
+        cached = self.__dict__.get("_elements")
+        if cached is not None and len(cached) <= limit:
+            return cached
+        found = {_element_key(np.eye(self.d)): np.eye(self.d)}
+        frontier = list(found.values())
+        while frontier:
+            grown = []
+            for g in frontier:
+                for h in self.discrete:
+                    gh = g @ h
+                    key = _element_key(gh)
+                    if key not in found:
+                        if not np.abs(gh).max() < 1e6:
+                            raise ValueError(f"{self.name} is infinite (its elements grow "
+                                             "without bound): no element list")
+                        found[key] = gh
+                        grown.append(gh)
+                        if len(found) > limit:
+                            raise ValueError(f"{self.name} has more than {limit} elements "
+                                             "(or is infinite): no element list")
+            frontier = grown
+        out = np.stack(list(found.values()))
+        out.setflags(write=False)
+        self.__dict__["_elements"] = out
+        return out
+
+    def index_of(self, g: Array, atol: float = 1e-9) -> int:
+        """Position of the element ``g`` in :meth:`elements`; ValueError if it is not one."""
+        hits = np.flatnonzero(np.abs(self.elements() - np.asarray(g)).max(axis=(1, 2)) <= atol)
+        if not len(hits):
+            raise ValueError(f"the matrix {np.asarray(g).tolist()} is not an element of "
+                             f"{self.name}")
+        return int(hits[0])
 
     def __repr__(self) -> str:
         return self.name
@@ -426,3 +483,55 @@ def O2xz() -> Embed:
 def SO2xy() -> Embed:
     """Rotations about z of R^3 (SO(2) on the x-y plane, no reflections)."""
     return Embed(SO(2), 3, [0, 1], name="SO2xy")
+
+
+class PointGroup(Group):
+    """A finite group of the square lattice acting on R^2: rotations by multiples of 90
+    degrees and mirrors about the axes and diagonals (subgroups of D4).
+
+    Its elements are signed permutation matrices, so they move a square grid onto itself
+    and act on tensor field channels by signed permutations; :meth:`sample` draws them
+    uniformly from the exact element list.
+    """
+
+    def __init__(self, discrete: Sequence[Array], name: str):
+        super().__init__([], discrete, 2, name)
+
+    def _sample_numpy(self, n: int, rng: np.random.Generator) -> Array:
+        elements = self.elements()
+        return elements[rng.integers(len(elements), size=n)]
+
+
+_ROT90 = np.array([[0.0, -1.0], [1.0, 0.0]])
+_FLIP_X = np.diag([-1.0, 1.0])
+_FLIP_Y = np.diag([1.0, -1.0])
+
+
+def D4() -> PointGroup:
+    """The point group of the square lattice: rotations by 90 degrees and mirrors (8 elements)."""
+    return PointGroup([_ROT90, _FLIP_X], "D4")
+
+
+def C4() -> PointGroup:
+    """Rotations of the square lattice by multiples of 90 degrees (4 elements)."""
+    return PointGroup([_ROT90], "C4")
+
+
+def C2() -> PointGroup:
+    """Rotation by 180 degrees, (x, y) -> (-x, -y) (2 elements)."""
+    return PointGroup([-np.eye(2)], "C2")
+
+
+def D2() -> PointGroup:
+    """The mirrors about both axes and their product, the 180-degree rotation (4 elements)."""
+    return PointGroup([_FLIP_X, _FLIP_Y], "D2")
+
+
+def FlipX() -> PointGroup:
+    """The mirror (x, y) -> (-x, y) (2 elements)."""
+    return PointGroup([_FLIP_X], "FlipX")
+
+
+def FlipY() -> PointGroup:
+    """The mirror (x, y) -> (x, -y) (2 elements)."""
+    return PointGroup([_FLIP_Y], "FlipY")

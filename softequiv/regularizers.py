@@ -15,19 +15,20 @@ import numpy as np
 import torch
 from torch import nn
 
+from softequiv.fields import field_equivariance_error, transform_each
 from softequiv.groups import Group
-from softequiv.nn.layers import SoftLinear
+from softequiv.nn.soft import SoftLayer
 from softequiv.reps import Rep
 
 Function = Callable[[torch.Tensor], torch.Tensor]
 
 
 def projection_penalties(model: nn.Module) -> torch.Tensor:
-    """R_j = sum over the model's SoftLinear layers of 1/2 ||W - P_j W||^2 + 1/2 ||b - P_j b||^2,
-    float64 ``[n_groups]``."""
-    layers = [m for m in model.modules() if isinstance(m, SoftLinear)]
+    """R_j = sum over the model's soft layers (dense or convolutional) of
+    1/2 ||W - P_j W||^2 + 1/2 ||b - P_j b||^2, float64 ``[n_groups]``."""
+    layers = [m for m in model.modules() if isinstance(m, SoftLayer)]
     if not layers:
-        raise ValueError("the model has no SoftLinear layers to regularize")
+        raise ValueError("the model has no SoftLinear or SoftConv2d layers to regularize")
     return torch.stack([layer.penalties() for layer in layers]).sum(0)
 
 
@@ -37,10 +38,21 @@ def _transform(rep: Rep, g: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
 
 def sample_penalty(f: Function, x: torch.Tensor, group: Group, rep_in: Rep, rep_out: Rep, *,
                    samples: int = 1, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Mean over examples and ``samples`` random g of ||f(rho_in(g) x) - rho_out(g) f(x)||^2."""
+    """Mean over examples and ``samples`` random g of ||f(rho_in(g) x) - rho_out(g) f(x)||^2.
+
+    Fields ``[N, C, H, W]`` (a finite lattice group) are moved by
+    :func:`~softequiv.fields.transform_each`, one uniformly drawn element per example, and
+    the norm runs over the whole output field."""
     fx = f(x)
     total = x.new_zeros(())
     for _ in range(samples):
+        if x.dim() == 4:
+            elements = group.elements()
+            picks = torch.randint(len(elements), (x.shape[0],), generator=generator)
+            diff = (f(transform_each(x, picks, elements, rep_in))
+                    - transform_each(fx, picks, elements, rep_out))
+            total = total + diff.square().flatten(1).sum(1).mean()
+            continue
         g = group.sample(x.shape[0], generator=generator)
         diff = f(_transform(rep_in, g, x)) - _transform(rep_out, g, fx)
         total = total + diff.square().sum(-1).mean()
@@ -58,8 +70,12 @@ def equivariance_error(f: Function | Callable[[np.ndarray], np.ndarray],
     0 for an exactly equivariant f, at most 1. ``f`` may take and return torch tensors or
     numpy arrays (a dataset's ground truth); ``x`` is ``[n, size(rep_in)]``. Inputs are
     transformed in x's dtype (pass float64 x to a float64 model for tight checks); the
-    error itself is computed in float64.
+    error itself is computed in float64. Fields ``[n, C, H, W]`` go to
+    :func:`~softequiv.fields.field_equivariance_error`, which averages over every element of
+    the (finite) group instead of ``samples`` drawn ones.
     """
+    if x.ndim == 4:
+        return field_equivariance_error(f, x, group, rep_in, rep_out)
     numpy_function = isinstance(x, np.ndarray)
     xt = torch.as_tensor(np.asarray(x)) if numpy_function else x
 

@@ -10,7 +10,8 @@ Group grammar::
 Group names: O(n), SO(n), Scaling(n), SE(n), Rot(n), Trans(n), Sp(m), S(n), Z(n), SL(n),
 GL(n), Trivial(n), Trans(n, [axes]), Lorentz (also O(1,3)), SO+(1,3) (also SO13p),
 Embed(G, d, [axes]),
-Union(G, H, ...), O2xy, O2yz, O2xz, SO2xy.
+Union(G, H, ...), O2xy, O2yz, O2xz, SO2xy, and the square lattice's point groups on R^2
+(for fields): D4, C4, C2, D2, FlipX, FlipY.
 
 Rep grammar::
 
@@ -111,7 +112,8 @@ _SIZED: dict[str, Callable[[int], G.Group]] = {
 }
 _PLAIN: dict[str, Callable[[], G.Group]] = {
     "O2xy": G.O2xy, "O2yz": G.O2yz, "O2xz": G.O2xz, "SO2xy": G.SO2xy, "Lorentz": G.Lorentz,
-    "SO13p": G.SO13p,
+    "SO13p": G.SO13p, "D4": G.D4, "C4": G.C4, "C2": G.C2, "D2": G.D2, "FlipX": G.FlipX,
+    "FlipY": G.FlipY,
 }
 GROUP_NAMES = sorted([*_SIZED, *_PLAIN, "Embed", "Union", "SO+"])
 

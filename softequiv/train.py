@@ -26,6 +26,7 @@ from softequiv.errors import InputError
 from softequiv.groups import Group
 from softequiv.nn import EMLP, MLP, RPP, Augmented, FrameAveraging, MixedRPP, SoftEMLP
 from softequiv.nn.layers import SoftLinear, snapped
+from softequiv.nn.soft import SoftLayer
 from softequiv.regularizers import sample_penalty
 from softequiv.reps import Rep
 from softequiv.solver import Projector
@@ -187,8 +188,8 @@ def build_model(problem: Problem, config: TrainConfig) -> nn.Module:
     return mlp
 
 
-def soft_layers(model: nn.Module) -> list[SoftLinear]:
-    return [m for m in model.modules() if isinstance(m, SoftLinear)]
+def soft_layers(model: nn.Module) -> list[SoftLayer]:
+    return [m for m in model.modules() if isinstance(m, SoftLayer)]
 
 
 @dataclass

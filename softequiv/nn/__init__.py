@@ -1,5 +1,16 @@
-"""Layers and models: soft, hard and residual-pathway equivariant networks and baselines."""
+"""Layers and models: soft, hard and residual-pathway equivariant networks and baselines,
+for vectors (MLPs) and for fields on a square grid (CNNs)."""
 
+from softequiv.nn.cnn import (
+    CNN,
+    GCNN,
+    RPPCNN,
+    FieldAugmented,
+    MixedRPPCNN,
+    RelaxedGCNN,
+    SoftCNN,
+)
+from softequiv.nn.conv import RelaxedGroupConv2d, SoftConv2d
 from softequiv.nn.layers import (
     AffineDistances,
     EquivariantBilinear,
@@ -19,7 +30,10 @@ from softequiv.nn.models import (
     MixedRPP,
     SoftEMLP,
 )
+from softequiv.nn.soft import SoftLayer
 
-__all__ = ["EMLP", "MLP", "RPP", "AffineDistances", "Augmented", "EquivariantBilinear",
-           "EquivariantBlock", "FrameAveraging", "GatedNonlinearity", "InvariantScalars",
-           "MixedRPP", "NormRatios", "SoftEMLP", "SoftLinear", "gated"]
+__all__ = ["CNN", "EMLP", "GCNN", "MLP", "RPP", "RPPCNN", "AffineDistances", "Augmented",
+           "EquivariantBilinear", "EquivariantBlock", "FieldAugmented", "FrameAveraging",
+           "GatedNonlinearity", "InvariantScalars", "MixedRPP", "MixedRPPCNN", "NormRatios",
+           "RelaxedGCNN", "RelaxedGroupConv2d", "SoftCNN", "SoftConv2d", "SoftEMLP", "SoftLayer",
+           "SoftLinear", "gated"]

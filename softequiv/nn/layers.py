@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from softequiv.groups import Group
+from softequiv.nn.soft import SoftLayer
 from softequiv.reps import VEC, Rep, Scalar, TensorType
 from softequiv.solver import DEFAULT_TOL, Projector, as_selector
 
@@ -28,7 +29,7 @@ def gated(rep: Rep) -> Rep:
     return rep.num_nonscalars() * Scalar + rep
 
 
-class SoftLinear(nn.Module):
+class SoftLinear(SoftLayer):
     """A linear map rep_in -> rep_out whose weight is
     ``W = sum_{j in projected} P_j V_j + W_free`` (and likewise the bias).
 
@@ -398,9 +399,9 @@ class GatedNonlinearity(nn.Module):
 
 @contextmanager
 def snapped(model: nn.Module, group: int) -> Iterator[nn.Module]:
-    """Within the block, every SoftLinear of ``model`` applies P_j W instead of W: the model
+    """Within the block, every soft layer of ``model`` applies P_j W instead of W: the model
     made exactly equivariant to candidate ``group``, for asking what enforcing it costs."""
-    layers = [m for m in model.modules() if isinstance(m, SoftLinear)]
+    layers = [m for m in model.modules() if isinstance(m, SoftLayer)]
     for layer in layers:
         layer.snapped_to = group
     try:
