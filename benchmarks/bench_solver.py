@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from softequiv.atomic import write_json
 from softequiv.nn import SoftEMLP
 from softequiv.reps import uniform_rep
 from softequiv.solver import Projector, clear_cache
@@ -107,7 +108,7 @@ def main() -> dict:
         "decoupled_share_of_step": statistics.median(decoupled) / statistics.median(network),
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2))
+    write_json(RESULTS, result, indent=2)
     return result
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from softequiv.atomic import write_json
 from softequiv.data.synthetic import inertia
 from softequiv.solver import clear_cache
 from softequiv.train import Problem, TrainConfig, build_model, fit
@@ -45,7 +46,7 @@ def main() -> dict:
            "per_speedup_per_epoch": JAX_REFERENCE["epoch_s"] / rows["per"]["epoch_s"],
            "per_speedup_setup": JAX_REFERENCE["setup_s"] / rows["per"]["setup_s"]}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(out, indent=2))
+    write_json(RESULTS, out, indent=2)
     return out
 
 
