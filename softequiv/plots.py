@@ -116,7 +116,8 @@ def _strength_panel(ax, x: np.ndarray, groups: list[dict], colors: list[str]) ->
 
 
 def _positive_bars(ax, x: np.ndarray, values: list, colors: list[str], title: str) -> None:
-    """Bars of non-negative values, on a log scale when all are positive."""
+    """Bars of non-negative values, on a log scale when all are positive and they span
+    more than a factor 20."""
     values = np.array([_finite(v) for v in values])
     ax.set_title(title)
     if np.all(np.isnan(values)):
@@ -124,7 +125,7 @@ def _positive_bars(ax, x: np.ndarray, values: list, colors: list[str], title: st
         return
     ax.bar(x, values, color=colors)
     shown = values[~np.isnan(values)]
-    if shown.size and shown.min() > 0:
+    if shown.size and shown.min() > 0 and shown.max() / shown.min() > 20:
         ax.set_yscale("log")
 
 
