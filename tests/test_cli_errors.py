@@ -370,3 +370,15 @@ def test_discover_takes_the_datasets_tuning_unless_the_user_sets_one(tmp_path):
     data.tuning = {}
     config = _train_config(parser.parse_args(base), data).resolved(data.tuning)
     assert (config.rule, config.p) == ("gradient", 2.0)
+
+
+def test_a_cli_run_on_a_csv_loads_as_an_estimator_with_column_names(trained_run, table):
+    pd = pytest.importorskip("pandas")
+    from softequiv import SymmetryRegressor
+
+    _, run = trained_run
+    est = SymmetryRegressor.load(run)
+    assert list(est.feature_names_in_) == X_NAMES
+    frame = pd.DataFrame(table[:, :20], columns=X_NAMES)
+    expected = load_run(run).predict(table[:, :20])
+    assert np.array_equal(est.predict(frame[X_NAMES[::-1]]), expected)

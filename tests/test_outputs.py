@@ -161,10 +161,12 @@ def test_failed_overwrite_keeps_the_old_run(run_copy, monkeypatch, capsys):
 def test_real_sigint_during_an_overwrite(run_copy, tmp_path):
     """A real SIGINT delivered to a real ``softequiv discover --overwrite`` process while
     it writes the new run (the signal is sent from inside the writer, so it lands there
-    every time)."""
+    every time). Python's own Ctrl-C handler is installed first: a process started in the
+    background by a shell inherits SIGINT ignored."""
     out, before, predictions = run_copy
     code = (
         "import os, signal, sys\n"
+        "signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal\n"
         "import softequiv.discover as d\n"
         "from softequiv.cli import main\n"
         "real = d.plot_levels\n"
