@@ -14,3 +14,12 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def module_cache(tmp_path_factory):
+    """A private SOFTEQUIV_CACHE for a whole test module (each simulation runs once)."""
+    path = tmp_path_factory.mktemp("softequiv_cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SOFTEQUIV_CACHE", str(path))
+        yield path

@@ -21,12 +21,8 @@ SMALL = {"trajectories": 12, "seconds": 1.2, "seed": 3}
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    """A private SOFTEQUIV_CACHE for the whole module (generation runs once per setting)."""
-    path = tmp_path_factory.mktemp("softequiv_cache")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SOFTEQUIV_CACHE", str(path))
-        yield path
+def cache(module_cache):
+    return module_cache
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +152,7 @@ def test_true_errors(datasets, bodies, variant) -> None:
 
 @needs_mujoco
 def test_torso_truth_matches_simulator_measurement(cache, datasets) -> None:
-    from softequiv.data import mujoco as mj
+    from softequiv.data.simulators import mujoco as mj
 
     ref = mj.simulator_equivariance_errors(
         "ant", trajectories=motion.TRUTH_TRAJECTORIES, seconds=1.2, seed=3, bodies="torso")

@@ -7,7 +7,8 @@ import importlib.util
 import numpy as np
 import pytest
 
-from softequiv.data import mujoco as mj
+from softequiv.data.simulators import mujoco as mj
+from softequiv.data.windows import make_windows
 from softequiv.errors import InputError
 
 needs_mujoco = pytest.mark.skipif(
@@ -149,27 +150,27 @@ def test_simulator_equivariance_errors() -> None:
 def test_make_windows_layout() -> None:
     T, S, nb = 2, 9, 4
     pos = np.arange(T * S * nb * 3, dtype=np.float64).reshape(T, S, nb, 3)
-    X, Y = mj.make_windows(pos, past=3, future=2)
+    X, Y = make_windows(pos, past=3, future=2)
     n = S - 5 + 1
     assert X.shape == (T * n, 3 * 3) and Y.shape == (T * n, 2 * 3)
     np.testing.assert_array_equal(X[0], pos[0, 0:3, 0].ravel())
     np.testing.assert_array_equal(Y[0], pos[0, 3:5, 0].ravel())
     np.testing.assert_array_equal(X[n + 1], pos[1, 1:4, 0].ravel())
 
-    X, Y = mj.make_windows(pos, past=3, future=2, bodies="all")
+    X, Y = make_windows(pos, past=3, future=2, bodies="all")
     assert X.shape == (T * n, 3 * nb * 3) and Y.shape == (T * n, 2 * nb * 3)
     # time-major, then body, then xyz
     np.testing.assert_array_equal(X[2].reshape(3, nb, 3), pos[0, 2:5])
     np.testing.assert_array_equal(Y[2].reshape(2, nb, 3), pos[0, 5:7])
 
-    X, _ = mj.make_windows(pos, past=2, future=1, bodies=[3, 1])
+    X, _ = make_windows(pos, past=2, future=1, bodies=[3, 1])
     np.testing.assert_array_equal(X[0].reshape(2, 2, 3), pos[0, 0:2][:, [3, 1]])
 
     with pytest.raises(InputError):
-        mj.make_windows(pos, past=6, future=6)
+        make_windows(pos, past=6, future=6)
     with pytest.raises(InputError):
-        mj.make_windows(pos[0])
+        make_windows(pos[0])
     with pytest.raises(InputError):
-        mj.make_windows(pos, past=2, future=2, bodies=[7])
+        make_windows(pos, past=2, future=2, bodies=[7])
     with pytest.raises(InputError):
-        mj.make_windows(pos, bodies="legs")
+        make_windows(pos, bodies="legs")

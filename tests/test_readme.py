@@ -4,10 +4,11 @@ copy it: ```bash blocks with bash (``softequiv`` and ``python`` from this enviro
 suite itself) are checked to name real Makefile targets with ``make -n``.
 
 The default suite runs the examples with less work (FAST: 2 epochs of a small network,
-120/60/60 rows of the synthetic data in Python, 3 simulated trajectories, 5 optimizer
-steps, 2-fold cross-validation; the Python blocks share one interpreter and the bash
-blocks one shell), so only that the commands work is checked; the slow suite runs them verbatim
-and also checks results the README states (``make test-slow``).
+120/60/60 rows of the synthetic data in Python, 3 simulated trajectories, an 8x8 smoke
+box with 8 frames, 5 optimizer steps, 2-fold cross-validation; the Python blocks share
+one interpreter and the bash blocks one shell), so only that the commands work is
+checked; the slow suite runs them verbatim and also checks results the README states
+(``make test-slow``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ FAST = [
     (r"--seconds [\d.]+", "--seconds 1.2"),
     (r"range\(500\)", "range(5)"),
     (r"cv=3", "cv=2"),
+    (r"(softequiv data smoke [^\n#]*?)--out", r"\1--grid 8 --steps 8 --out"),
 ]
 
 
@@ -63,6 +65,7 @@ def run_examples(tmp_path: Path, substitutions: list[tuple[str, str]], *,
     otherwise each block in its own process."""
     pytest.importorskip("sklearn")
     pytest.importorskip("mujoco")
+    pytest.importorskip("phi")
     env = dict(os.environ, OMP_NUM_THREADS="1", SOFTEQUIV_CACHE=str(tmp_path / "cache"),
                PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
                MPLBACKEND="Agg")

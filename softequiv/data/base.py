@@ -19,7 +19,10 @@ class Dataset:
     ``X`` is ``[N, size(rep_in)]`` and ``Y`` is ``[N, size(rep_out)]``, both float64, laid
     out as the rep strings say (summands in order, each tensor flattened row-major).
     ``groups`` are candidate group spec strings, the ambient group first. ``split`` holds
-    TRAIN/VALID/TEST per row. ``truth`` is the noiseless target function when known (it
+    TRAIN/VALID/TEST per row; a dataset with several test sets (say rows from later times
+    and rows from unseen conditions) gives the first TEST and the others TEST + 1, ...,
+    named in ``test_sets`` (default ``{"test": TEST}``), so code that knows only TEST
+    evaluates the first. ``truth`` is the noiseless target function when known (it
     maps an input array to outputs, used for ground-truth equivariance errors);
     ``true_errors`` gives ground-truth errors measured another way (a simulator), by
     group name. ``exact`` names the candidates the data is known to respect exactly.
@@ -37,6 +40,7 @@ class Dataset:
     truth: Callable[[np.ndarray], np.ndarray] | None = None
     true_errors: dict[str, float] | None = None
     exact: list[str] = field(default_factory=list)
+    test_sets: dict[str, int] = field(default_factory=lambda: {"test": TEST})
     info: dict = field(default_factory=dict)
     tuning: dict = field(default_factory=dict)
 
@@ -50,9 +54,13 @@ class Dataset:
         return self.groups.index(group)
 
     def part(self, which: int) -> tuple[np.ndarray, np.ndarray]:
-        """Rows of one split (TRAIN, VALID or TEST)."""
+        """Rows of one split (TRAIN, VALID, TEST or another test set's code)."""
         mask = self.split == which
         return self.X[mask], self.Y[mask]
+
+    def test_parts(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Rows of every test set by name (see ``test_sets``)."""
+        return {name: self.part(code) for name, code in self.test_sets.items()}
 
 
 def standard_split(n: int, sizes: tuple[int, int, int] | None = None, *,

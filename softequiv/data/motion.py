@@ -3,8 +3,8 @@
 Rows are windows of simulated Gymnasium Ant trajectories sampled every 0.1 s: the world
 positions of the chosen bodies at ``past`` consecutive samples are the input, the next
 ``future`` positions the target (time-major, then body, then coordinates). The data come
-from :mod:`softequiv.data.mujoco` (cached ``.npz`` files, see
-:func:`~softequiv.data.mujoco.generate_to_file`), and the ground truth from re-simulating
+from :mod:`softequiv.data.simulators.mujoco` (cached ``.npz`` files, see
+:func:`~softequiv.data.simulators.mujoco.generate_to_file`), and the ground truth from re-simulating
 transformed initial states (:func:`simulator_truth`).
 
 Variants:
@@ -41,15 +41,18 @@ subsamples that many windows per part (seeded); by default all windows are used.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Any
 
 import numpy as np
 
-from softequiv.atomic import write_json
-from softequiv.data import mujoco as mj
 from softequiv.data.base import TEST, TRAIN, VALID, Dataset, standard_split
+from softequiv.data.cache import args_digest, cache_dir, write_json
+from softequiv.data.options import choice_option, integer_option
+from softequiv.data.simulators import mujoco as mj
+from softequiv.data.simulators.mujoco.model import _mujoco
+from softequiv.data.simulators.mujoco.symmetry import _group_sample
+from softequiv.data.windows import make_windows
 from softequiv.errors import InputError
 
 __all__ = [
@@ -98,20 +101,6 @@ _BODIES = ("torso", "all")
 _PARTS = {"train": TRAIN, "valid": VALID, "test": TEST}
 
 
-def _int(value: object, what: str, low: int) -> int:
-    if isinstance(value, bool):
-        raise InputError(f"{what} must be an integer, got {value!r}")
-    try:
-        out = int(value)  # type: ignore[call-overload]
-    except (TypeError, ValueError):
-        raise InputError(f"{what} must be an integer, got {value!r}") from None
-    if isinstance(value, float) and out != value:
-        raise InputError(f"{what} must be an integer, got {value!r}")
-    if out < low:
-        raise InputError(f"{what} must be at least {low}, got {value!r}")
-    return out
-
-
 def distinct_bodies(positions: np.ndarray) -> list[int]:
     """Indices of bodies whose position does not always equal an earlier body's.
 
@@ -147,7 +136,7 @@ def _measure_truth(seconds: float, seed: int, bodies: list[int],
     rng = np.random.default_rng([seed, 7919])  # the stream simulator_equivariance_errors uses
     errors = {}
     for name in mj.GROUP_KEYS:
-        samples = [mj._group_sample(name, rng) for _ in range(q.shape[0])]
+        samples = [_group_sample(name, rng) for _ in range(q.shape[0])]
         g = np.stack([s[0] for s in samples])
         t = np.stack([s[1] for s in samples])
         moved = mj.simulate(env, *mj.transform_initial_state(env, q, v, p, g, t), **kw)
@@ -161,16 +150,15 @@ def simulator_truth(*, seconds: float = 2.4, seed: int = 0, bodies: list[int] | 
     """Ground-truth relative errors by :data:`mujoco.GROUP_KEYS` name, cached on disk.
 
     ``bodies`` are indices into the generator's body list (default: the torso). The
-    numbers are stored as JSON next to the trajectory caches (:func:`mujoco.cache_dir`)
+    numbers are stored as JSON next to the trajectory caches (:func:`cache_dir`)
     under a name derived from the arguments, so repeated calls do not re-simulate.
     """
     idx = [0] if bodies is None else [int(b) for b in bodies]
     args = {"env": "ant", "seconds": float(seconds), "seed": int(seed), "bodies": idx,
             "trajectories": int(trajectories), "sample_dt": SAMPLE_DT, "action": "plain",
             "format": mj.FORMAT_VERSION, "truth": _TRUTH_VERSION,
-            "mujoco": mj._mujoco().__version__}
-    digest = hashlib.sha256(json.dumps(args, sort_keys=True).encode()).hexdigest()[:12]
-    path = mj.cache_dir() / f"mujoco_ant_truth_{digest}.json"
+            "mujoco": _mujoco().__version__}
+    path = cache_dir() / f"mujoco_ant_truth_{args_digest(args)}.json"
     if path.is_file():
         try:
             stored = json.loads(path.read_text())
@@ -180,8 +168,7 @@ def simulator_truth(*, seconds: float = 2.4, seed: int = 0, bodies: list[int] | 
             pass  # unreadable cache: measure again and overwrite it
     errors = _measure_truth(float(seconds), int(seed), idx, int(trajectories))
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_json(path, {"args": args, "errors": errors}, indent=1)
+        write_json(path, {"args": args, "errors": errors})
     except OSError:  # pragma: no cover - read-only cache: still return the numbers
         pass
     return errors
@@ -233,15 +220,12 @@ def mujoco_ant(
     :data:`TRUTH_TRAJECTORIES` fresh initial states over ``seconds``, cached on disk).
     Deterministic per arguments.
     """
-    if variant not in _VARIANTS:
-        raise InputError(f"mujoco-ant variant must be one of {', '.join(_VARIANTS)}, "
-                         f"got {variant!r}")
-    if bodies not in _BODIES:
-        raise InputError(f"mujoco-ant bodies must be one of {', '.join(_BODIES)}, got {bodies!r}")
-    T = _int(trajectories, "mujoco-ant trajectories", 3)
-    seed = _int(seed, "mujoco-ant seed", 0)
-    past = _int(past, "mujoco-ant past", 1)
-    future = _int(future, "mujoco-ant future", 1)
+    choice_option(variant, _VARIANTS, "mujoco-ant variant")
+    choice_option(bodies, _BODIES, "mujoco-ant bodies")
+    T = integer_option(trajectories, "mujoco-ant trajectories", 3)
+    seed = integer_option(seed, "mujoco-ant seed", 0)
+    past = integer_option(past, "mujoco-ant past", 1)
+    future = integer_option(future, "mujoco-ant future", 1)
     try:
         seconds = float(seconds)
     except (TypeError, ValueError):
@@ -260,7 +244,7 @@ def mujoco_ant(
     idx = [0] if bodies == "torso" else distinct_bodies(positions)
     nb = len(idx)
 
-    X, Y = mj.make_windows(positions, past=past, future=future, bodies=idx)
+    X, Y = make_windows(positions, past=past, future=future, bodies=idx)
     per_traj = positions.shape[1] - past - future + 1
     traj = np.repeat(np.arange(T), per_traj)
     traj_part = standard_split(T, _trajectory_sizes(T), seed=seed)

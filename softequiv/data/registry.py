@@ -11,14 +11,16 @@ from softequiv.errors import InputError
 from softequiv.spec import parse_groups, parse_rep
 
 
-def _motion_datasets() -> dict:
+def _simulated_datasets() -> dict:
+    """Datasets made by the simulators (imported on use: their engines are optional)."""
     from softequiv.data.motion import MOTION_DATASETS
+    from softequiv.data.plumes import PLUME_DATASETS
 
-    return MOTION_DATASETS
+    return {**MOTION_DATASETS, **PLUME_DATASETS}
 
 
 def builtin_names() -> list[str]:
-    return sorted([*DATASETS, "mujoco-ant"])
+    return sorted([*DATASETS, "mujoco-ant", "smoke"])
 
 
 def load_builtin_dataset(name: str, **options) -> Dataset:
@@ -28,10 +30,10 @@ def load_builtin_dataset(name: str, **options) -> Dataset:
         from softequiv.data.synthetic import load_builtin
 
         return load_builtin(name, **options)
-    motion = _motion_datasets()
-    if name in motion:
+    simulated = _simulated_datasets()
+    if name in simulated:
         try:
-            return motion[name](**options)
+            return simulated[name](**options)
         except TypeError as exc:
             raise InputError(f"dataset {name!r}: {exc}") from None
     raise InputError(f"unknown dataset {name!r}; choose from {', '.join(builtin_names())}")
