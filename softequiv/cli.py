@@ -383,8 +383,8 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
                          description="Simulate smoke plumes with PhiFlow (cached per "
                                      "simulation) and write the smoke dataset (X, Y, split) "
                                      "to an .npz file.")
-    s.add_argument("--variant", choices=["mirror", "rotation", "levels"],
-                   help="which symmetries the simulation keeps (default: mirror)")
+    s.add_argument("--variant", help="which symmetries the simulation keeps: mirror, rotation "
+                                      "or levels (default: mirror)")
     s.add_argument("--level", type=flag(integer, minimum=0, maximum=4),
                    help="levels: index of the asymmetry, 0-4 (default: 2)")
     s.add_argument("--asymmetry", type=flag(number),
