@@ -220,6 +220,13 @@ def test_settings_that_depend_on_each_other(capsys, tmp_path, csv_file, extra, w
     (["data", "mujoco", "--seconds", "-1"], ["argument --seconds", "> 0"]),
     (["data", "mujoco", "--seed", "-1"], ["argument --seed", "in [0, "]),
     (["data", "mujoco", "--env", "cheetah"], ["argument --env", "invalid choice"]),
+    (["data", "smoke", "--grid", "4", "--out", "s.npz"], ["argument --grid", ">= 8"]),
+    (["data", "smoke", "--steps", "2", "--out", "s.npz"], ["argument --steps", ">= 4"]),
+    (["data", "smoke", "--k", "0", "--out", "s.npz"], ["argument --k", ">= 1"]),
+    (["data", "smoke", "--level", "5", "--out", "s.npz"], ["argument --level", "in [0, 4]"]),
+    (["data", "smoke", "--asymmetry", "nan", "--out", "s.npz"], ["argument --asymmetry",
+                                                                   "finite"]),
+    (["data", "smoke", "--seed", "-2", "--out", "s.npz"], ["argument --seed"]),
 ])
 def test_bad_flags_of_other_commands(capsys, args, words):
     fails(capsys, args, *words)
