@@ -1,54 +1,178 @@
-"""Training-speed benchmark (issue 3): seconds per epoch and set-up time of the soft
-network at the published reference size (1000 training points, batch 500, ch 128,
-4 linear layers), against the published JAX code's measurements on this kind of machine
-(16 s to build its projectors, about 3 s per epoch).
+"""Training-speed benchmark (issues 3 and 13), on this machine (2 shared CPU cores).
 
-Writes benchmarks/results/training.json. Run: ``.venv/bin/python benchmarks/bench_training.py``.
+(a) PER seconds per epoch on inertia at the published reference size (1000 training
+    points, batch 500, ch 128, 4 linear layers, 4 groups, one torch thread): the marginal
+    epoch time (fit with 2E epochs minus fit with E, over E: set-up and the final snap not
+    counted), of this tree and of a baseline revision (default ``2497377``, the tree before
+    issue 13, extracted with ``git archive``), each in its own process, alternating over
+    rounds; medians and their ratio, and the ratio to the published JAX code's epoch.
+(b) One training step (forward+backward, penalty and damping, Adam) of non-orthogonal
+    ambient groups against O(3) at the same ch and reps (3*Vector -> Scalar), interleaved.
+(c) ``torch.compile`` on the CPU: compile seconds (inductor caches compiled code on disk, so
+    a second run compiles much faster) and the compiled forward+backward against eager, at
+    ch 128; and the PER epoch of (a) with ``torch_compile=True`` (compiling not counted).
+(d) Seconds per epoch of the other methods (this tree, marginal as in (a)).
+
+Writes benchmarks/results/training.json. Run: ``.venv/bin/python benchmarks/bench_training.py``
+(``--rounds``, ``--epochs``, ``--baseline REV``).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-from softequiv.atomic import write_json
-from softequiv.data.synthetic import inertia
-from softequiv.solver import clear_cache
-from softequiv.train import Problem, TrainConfig, build_model, fit
+from softequiv.data.cache import write_json
+from softequiv.nn import SoftEMLP
+from softequiv.spec import parse_groups, parse_rep
+from softequiv.threads import one_thread
+from softequiv.train import _adam, compiled, decoupled_penalty_step
 
+ROOT = Path(__file__).parents[1]
 RESULTS = Path(__file__).parent / "results" / "training.json"
-JAX_REFERENCE = {"setup_s": 16.0, "epoch_s": 3.0, "source": "issue 3 (published JAX code, "
-                 "2 CPU cores, 1000 points, batch 500, ch 128, 4 layers)"}
-EPOCHS = 30
+JAX_REFERENCE = {"epoch_s": 2.8, "source": "issue 13: the published JAX code, 2.65-2.96 s per "
+                 "epoch side by side on this machine (1000 points, batch 500, ch 128)"}
+EPOCH_SCRIPT = """
+import json, sys, torch
+torch.set_num_threads(1)
+from softequiv.data.synthetic import inertia
+from softequiv.train import Problem, TrainConfig, fit
+problem = Problem.build(inertia(axis="z", eps=0.3, seed=0))
+def run(n, method):
+    extra = {"torch_compile": True} if method == "per-compiled" else {}
+    config = TrainConfig(method=method.split("-compiled")[0], epochs=n, ch=128,
+                         progress=False, snap=False, **extra)
+    return fit(problem, config).seconds
+out = {}
+for method in sys.argv[2].split(","):
+    run(2, method)
+    E = int(sys.argv[1])
+    out[method] = (run(2 * E, method) - run(E, method)) / E
+print(json.dumps(out))
+"""
+FAMILIES = {"O(3)": "O(3), O2xy", "Union(O(3), Scaling(3))":
+            "Union(O(3), Scaling(3)), O(3), Scaling(3)",
+            "SE(3)": "SE(3), Rot(3), Trans(3)", "O(1,3)": "O(1,3), SO+(1,3)"}
 
 
-def main() -> dict:
-    problem = Problem.build(inertia(axis="z", eps=0.3, seed=0))
-    rows = {}
-    for method in ("per", "emlp", "rpp", "mixed-rpp", "mlp"):
-        config = TrainConfig(method=method, epochs=EPOCHS, ch=128, layers=3, progress=False)
-        clear_cache()
-        start = time.perf_counter()
-        build_model(problem, config.resolved())
-        setup = time.perf_counter() - start
-        fit(problem, TrainConfig(method=method, epochs=2, progress=False))  # warm-up
-        result = fit(problem, config)
-        rows[method] = {"setup_s": setup, "epoch_s": result.seconds / EPOCHS}
-    out = {"machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                       "torch": torch.__version__},
+def epoch_times(source: Path, epochs: int, methods: str) -> dict[str, float]:
+    """Marginal seconds per epoch of ``methods`` with the softequiv package under ``source``."""
+    env = dict(os.environ, PYTHONPATH=str(source), OMP_NUM_THREADS="1")
+    done = subprocess.run([sys.executable, "-c", EPOCH_SCRIPT, str(epochs), methods], env=env,
+                          cwd=tempfile.gettempdir(), capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def baseline_tree(revision: str, into: Path) -> Path:
+    """The softequiv package of ``revision``, extracted under ``into``."""
+    archive = subprocess.run(["git", "archive", revision, "softequiv"], cwd=ROOT,
+                             capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into
+
+
+def step_time_by_group(ch: int, repeats: int) -> dict:
+    steps = {}
+    for name, groups_text in FAMILIES.items():
+        groups = parse_groups(groups_text)
+        rep_in, rep_out = parse_rep("3*Vector"), parse_rep("Scalar")
+        d = groups[0].d
+        model = SoftEMLP(rep_in, rep_out, groups, ch=ch, layers=3)
+        x, y = torch.randn(500, rep_in.size(d)), torch.randn(500, rep_out.size(d))
+        optimizer = _adam(list(model.parameters()), 1e-3)
+        rate = torch.full((len(groups),), 0.1, dtype=torch.float64)
+
+        def step(model=model, x=x, y=y, optimizer=optimizer, rate=rate) -> None:
+            optimizer.zero_grad(set_to_none=True)
+            ((model(x) - y) ** 2).mean().backward()
+            decoupled_penalty_step(model.linear_layers(), rate, damp=True)
+            optimizer.step()
+
+        steps[name] = step
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for fn in steps.values():
+        fn()
+    for _ in range(repeats):
+        for name, fn in steps.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    med = {name: statistics.median(v) for name, v in times.items()}
+    return {"ch": ch, "step_s": med,
+            "ratio_to_O(3)": {name: t / med["O(3)"] for name, t in med.items()}}
+
+
+def compile_on_cpu(ch: int, repeats: int) -> dict:
+    groups = parse_groups("O(3), O2xy, O2yz, O2xz")
+    rep_in, rep_out = parse_rep("5*Scalar + 5*Vector"), parse_rep("T(2)")
+    model = SoftEMLP(rep_in, rep_out, groups, ch=ch, layers=3)
+    x, y = torch.randn(500, 20), torch.randn(500, 9)
+    fast = compiled(model)
+
+    def forward_backward(forward) -> None:
+        model.zero_grad(set_to_none=True)
+        ((forward(x) - y) ** 2).mean().backward()
+
+    start = time.perf_counter()
+    forward_backward(fast)
+    compile_s = time.perf_counter() - start
+    times: dict[str, list[float]] = {"eager": [], "compiled": []}
+    for _ in range(repeats):
+        for name, forward in (("eager", model), ("compiled", fast)):
+            start = time.perf_counter()
+            forward_backward(forward)
+            times[name].append(time.perf_counter() - start)
+    med = {name: statistics.median(v) for name, v in times.items()}
+    return {"ch": ch, "compile_s": compile_s, "forward_backward_s": med,
+            "steps_to_repay_compile": (compile_s / (med["eager"] - med["compiled"])
+                                       if med["compiled"] < med["eager"] else None)}
+
+
+def main(rounds: int = 3, epochs: int = 20, baseline: str = "2497377") -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        old_tree = baseline_tree(baseline, Path(tmp))
+        current, previous = [], []
+        for _ in range(rounds):
+            current.append(epoch_times(ROOT, epochs, "per")["per"])
+            previous.append(epoch_times(old_tree, epochs, "per")["per"])
+    per, per_old = statistics.median(current), statistics.median(previous)
+    others = epoch_times(ROOT, epochs, "emlp,rpp,mixed-rpp,mlp")
+    with one_thread():
+        groups = step_time_by_group(128, 15)
+        compile_row = compile_on_cpu(128, 10)
+    compile_row["per_epoch_s"] = epoch_times(ROOT, epochs, "per-compiled")["per-compiled"]
+    out = {"machine": {"cpu_count": os.cpu_count(), "torch_threads": 1,
+                       "torch": torch.__version__,
+                       "note": "2 CPU cores shared with other jobs: absolute times vary by "
+                               "several x with the load; ratios are measured side by side"},
            "setting": {"train_points": 1000, "batch": 500, "ch": 128, "linear_layers": 4,
-                       "groups": "O(3), O2xy, O2yz, O2xz", "epochs_timed": EPOCHS},
-           "methods": rows, "jax_reference": JAX_REFERENCE,
-           "per_speedup_per_epoch": JAX_REFERENCE["epoch_s"] / rows["per"]["epoch_s"],
-           "per_speedup_setup": JAX_REFERENCE["setup_s"] / rows["per"]["setup_s"]}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    write_json(RESULTS, out, indent=2)
+                       "groups": "O(3), O2xy, O2yz, O2xz", "epochs_timed": epochs,
+                       "rounds": rounds, "baseline": baseline},
+           "per_epoch_s": {"this_tree": per, "baseline": per_old, "rounds_this_tree": current,
+                           "rounds_baseline": previous},
+           "per_speedup_over_baseline": per_old / per,
+           "other_methods_epoch_s": others,
+           "jax_reference": JAX_REFERENCE,
+           "per_speedup_over_jax": JAX_REFERENCE["epoch_s"] / per,
+           "ambient_groups": groups,
+           "torch_compile_cpu": compile_row}
+    write_json(RESULTS, out)
     return out
 
 
 if __name__ == "__main__":
-    print(json.dumps(main(), indent=2))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--baseline", default="2497377")
+    args = parser.parse_args()
+    print(json.dumps(main(args.rounds, args.epochs, args.baseline), indent=2))

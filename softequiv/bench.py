@@ -10,9 +10,9 @@ between ``<!-- bench:<task> -->`` markers in README.md.
 from __future__ import annotations
 
 import json
-import os
+import logging
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -81,16 +81,20 @@ TASKS: dict[str, Task] = {
 
 
 def _run_one(job: dict) -> dict | None:
-    """One training run (in a worker process: one torch thread each); None when the row's
-    group is not a candidate of this setting."""
-    import torch
+    """One training run with one torch thread (in a Ray worker, or in this process);
+    None when the row's group is not a candidate of this setting."""
+    from softequiv.threads import one_thread
 
+    with one_thread():
+        return _train_row(job)
+
+
+def _train_row(job: dict) -> dict | None:
     from softequiv.data.registry import load_builtin_dataset
     from softequiv.discover import discover
     from softequiv.report import snap_costs
     from softequiv.train import TrainConfig
 
-    torch.set_num_threads(1)
     dataset = load_builtin_dataset(job["dataset"], seed=job["seed"], **job["setting"])
     if isinstance(job["group"], str) and job["group"] not in dataset.groups:
         return None
@@ -114,6 +118,51 @@ def _run_one(job: dict) -> dict | None:
                                 n_bodies=dataset.info["n_bodies"],
                                 homogeneous=dataset.info["homogeneous"])
     return row
+
+
+def _completed(jobs: list[dict], workers: int | None,
+               address: str | None) -> Iterator[tuple[int, dict | None]]:
+    """(job index, row) for every job as it finishes: in this process one after another
+    (``workers`` 1, no address: Ray is not imported), else as Ray tasks of one CPU each, on
+    a local Ray instance of ``workers`` CPUs or on the cluster at ``address`` (at most
+    ``workers`` runs in flight when given)."""
+    if address is None and (workers or 1) == 1:
+        for i, job in enumerate(jobs):
+            yield i, _run_one(job)
+        return
+    try:
+        import ray
+    except ImportError:
+        raise InputError("--workers above 1 and --address run on Ray: install it with "
+                         "pip install 'softequiv[ray]'") from None
+    if address is None:
+        ray.init(address="local", num_cpus=workers, include_dashboard=False,
+                 log_to_driver=False, logging_level=logging.WARNING,
+                 object_store_memory=RAY_OBJECT_STORE_BYTES)
+    else:
+        try:
+            ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+        except (ConnectionError, ValueError, RuntimeError) as exc:
+            raise InputError(f"--address {address!r}: cannot join a Ray cluster there "
+                             f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+                             ) from None
+    try:
+        task = ray.remote(num_cpus=1)(_run_one)
+        limit = workers or len(jobs)
+        queue = list(enumerate(jobs))
+        pending: dict = {}
+        while queue or pending:
+            while queue and len(pending) < limit:
+                i, job = queue.pop(0)
+                pending[task.remote(job)] = i
+            (done,), _ = ray.wait(list(pending), num_returns=1)
+            yield pending.pop(done), ray.get(done)
+    finally:
+        ray.shutdown()
+
+
+RAY_OBJECT_STORE_BYTES = 256 * 1024 ** 2
+"""Object store of a local Ray instance: results are small JSON-like rows."""
 
 
 def _top_correct(row: dict) -> bool | None:
@@ -243,12 +292,18 @@ def matching_settings(task: str, only: list[str] | None) -> list[dict] | None:
 
 def run_benchmark(task: str, *, seeds: int = 5, methods: list[str] | None = None,
                   settings: list[dict] | None = None, workers: int | None = None,
-                  protocol: dict | None = None, out: Path | None = None,
-                  readme: bool = True, merge: bool = False, first_seed: int = 0) -> dict:
+                  address: str | None = None, protocol: dict | None = None,
+                  out: Path | None = None, readme: bool = True, merge: bool = False,
+                  first_seed: int = 0) -> dict:
     """Run a task's grid (seeds ``first_seed`` .. ``first_seed + seeds - 1``) and write its
     results file and (``readme``) the README table. With ``merge`` the runs already in the
     results file that this grid does not redo (other methods, settings or seeds) are
-    kept, so a method, a setting or more seeds can be added to an existing table."""
+    kept, so a method, a setting or more seeds can be added to an existing table.
+
+    Runs go one after another in this process (``workers`` 1, the default), or as Ray
+    tasks: on a local Ray instance with ``workers`` CPUs, or on the Ray cluster at
+    ``address``. Every run uses one torch thread and its own seeds, and rows are stored in
+    grid order, so the results equal a serial run's whatever the order runs finish in."""
     if task not in TASKS:
         raise InputError(f"unknown benchmark task {task!r}; choose from {', '.join(TASKS)}")
     spec = TASKS[task]
@@ -264,6 +319,10 @@ def run_benchmark(task: str, *, seeds: int = 5, methods: list[str] | None = None
         raise InputError("--seeds must be at least 1")
     if first_seed < 0:
         raise InputError("--first-seed must be at least 0")
+    if workers is not None and workers < 1:
+        raise InputError(f"--workers must be at least 1, got {workers}")
+    if address is not None and not address.strip():
+        raise InputError("--address must name a Ray cluster, e.g. ray://head:10001 or auto")
     proto = spec.protocol | (protocol or {})
     jobs = [{"dataset": spec.dataset, "setting": setting, "label": m.label,
              "method": m.method, "group": m.group, "seed": seed,
@@ -278,20 +337,18 @@ def run_benchmark(task: str, *, seeds: int = 5, methods: list[str] | None = None
         previous = json.loads(path.read_text())
         kept, kept_methods = _runs_not_redone(previous, jobs, chosen)
         start -= previous.get("wall_seconds", 0.0)  # wall time of the whole table
-    runs: list[dict] = []
+    finished: dict[int, dict] = {}
     methods_in_table = _in_task_order(spec, kept_methods + chosen)
     result = _result(task, proto, seeds, methods_in_table, start, kept)
-    with ProcessPoolExecutor(max_workers=workers or min(2, os.cpu_count() or 1)) as pool:
-        futures = [pool.submit(_run_one, job) for job in jobs]
-        for done, future in enumerate(as_completed(futures), 1):
-            row = future.result()
-            if row is None:
-                continue
-            runs.append(row)
-            result = _result(task, proto, seeds, methods_in_table, start, kept + runs)
-            write_json(path, result, indent=2)
-            print(f"[{done}/{len(jobs)}] {row['label']} {row['setting']} seed {row['seed']}: "
-                  f"test MSE {row['test_mse']:.4g} ({row['seconds']:.0f} s)", flush=True)
+    for done, (i, row) in enumerate(_completed(jobs, workers, address), 1):
+        if row is None:
+            continue
+        finished[i] = row
+        result = _result(task, proto, seeds, methods_in_table, start,
+                         kept + [finished[k] for k in sorted(finished)])
+        write_json(path, result, indent=2)
+        print(f"[{done}/{len(jobs)}] {row['label']} {row['setting']} seed {row['seed']}: "
+              f"test MSE {row['test_mse']:.4g} ({row['seconds']:.0f} s)", flush=True)
     if readme:
         update_readme(task, markdown_table(task, result["summary"], proto))
     return result

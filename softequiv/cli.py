@@ -78,7 +78,9 @@ def cmd_basis(args: argparse.Namespace) -> int:
     """Solve for the equivariant basis of rep_in -> rep_out under a group."""
     from softequiv.solver import clear_cache, equivariant_basis
     from softequiv.spec import parse_group, parse_rep
+    from softequiv.threads import set_threads
 
+    set_threads(args.threads)
     group = parse_group(args.group)
     rep_in, rep_out = parse_rep(args.rep_in), parse_rep(args.rep_out)
     clear_cache()
@@ -113,7 +115,16 @@ def _add_basis(sub: argparse._SubParsersAction) -> None:
                                       "in (0, 1)")
     p.add_argument("--json", action="store_true",
                    help='print one JSON object {"dim", "size", "seconds"} instead of a table')
+    _add_threads(p)
     p.set_defaults(func=cmd_basis)
+
+
+def _add_threads(p: argparse.ArgumentParser) -> None:
+    from softequiv.threads import default_threads
+
+    p.add_argument("--threads", type=POSITIVE_INT,
+                   help=f"CPU threads for torch and BLAS (default: half the CPUs, at most 4; "
+                        f"here {default_threads()})")
 
 
 def _dataset_from_args(args: argparse.Namespace):
@@ -169,7 +180,9 @@ def cmd_discover(args: argparse.Namespace) -> int:
     """Train with one regularizer per candidate group and report the discovered levels."""
     from softequiv.discover import RUN_FILES, discover, prepare_output, save_run
     from softequiv.report import format_table
+    from softequiv.threads import set_threads
 
+    set_threads(args.threads)
     out = prepare_output(args.out, overwrite=args.overwrite)
     dataset = _dataset_from_args(args)
     config = _train_config(args, dataset)
@@ -269,8 +282,7 @@ def _add_discover(sub: argparse._SubParsersAction) -> None:
     tr.add_argument("--no-snap", dest="snap", action="store_false",
                     help="per/sample: never replace the selected model by its projection onto "
                          "a candidate (by default done when that lowers the validation MSE)")
-    tr.add_argument("--threads", type=POSITIVE_INT,
-                    help="torch CPU threads (default: torch's choice, usually one per core)")
+    _add_threads(tr)
     tr.add_argument("--device", type=_device_flag, default="auto",
                     help="where to train: auto (a CUDA GPU when there is one, else cpu), cpu, "
                          "cuda or cuda:N")
@@ -423,7 +435,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     protocol = _bench_protocol(args.task, args.epochs)
     result = run_benchmark(args.task, seeds=args.seeds, methods=args.methods,
                            settings=matching_settings(args.task, args.only),
-                           workers=args.workers, protocol=protocol, merge=args.merge,
+                           workers=args.workers, address=args.address, protocol=protocol,
+                           merge=args.merge,
                            first_seed=args.first_seed)
     print(markdown_table(args.task, result["summary"], result["protocol"]))
     print(f"wall time {result['wall_seconds']:.0f} s; wrote benchmarks/results/{args.task}.json")
@@ -460,7 +473,13 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=POSITIVE_INT,
                    help="override the protocol's epochs; t_adj and window scale with them "
                         "(default: the protocol's)")
-    p.add_argument("--workers", type=POSITIVE_INT, help="parallel runs (default: 2)")
+    p.add_argument("--workers", type=POSITIVE_INT,
+                   help="runs at once, as Ray tasks of one thread each (needs softequiv[ray]); "
+                        "default 1: one after another in this process; with --address: "
+                        "the most runs in flight (default: all)")
+    p.add_argument("--address",
+                   help="run on the existing Ray cluster at this address (e.g. auto, or "
+                        "ray://head:10001) instead of on this machine (default: this machine)")
     p.add_argument("--merge", action="store_true",
                    help="keep the runs already in the results file that this call does "
                         "not redo (other methods, settings or seeds)")
@@ -487,6 +506,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from softequiv.threads import passive_waiting
+
+    passive_waiting()
     try:
         args = build_parser().parse_args(argv)
         return args.func(args)

@@ -7,6 +7,11 @@ the constraint never mixes, and all blocks of the same pair of tensor types shar
 small basis. We solve once per type pair, cache it by the group's generators, and
 project every block of a pair with one batched matmul: cost linear in the number of
 weights, never a dense (#weights)^2 matrix.
+
+Large type pairs (T(4) -> T(4) on R^3 has 6561 entries) are solved in the eigenbasis of
+one generic element A0 of the Lie algebra: there drho(A0) is diagonal, its null space is
+spanned by the index tuples whose eigenvalues sum to zero (the "weight-zero" tuples, 1107
+of 6561 for SO(3)), and only that much smaller subspace needs a dense solve.
 """
 
 from __future__ import annotations
@@ -33,7 +38,11 @@ DEFAULT_TOL = 1e-6
 DENSE_LIMIT = 2500
 """Blocks of at most this many entries (dim_out * dim_in) are solved by a dense symmetric
 eigendecomposition; larger ones by sparse shift-invert Lanczos (``scipy.sparse.linalg.eigsh``),
-which handles blocks of tens of thousands of entries (e.g. T(4) -> T(4) on R^3, 6561)."""
+which handles blocks of tens of thousands of entries."""
+
+WEIGHTS_MIN_SIZE = 256
+"""Blocks of more entries are solved in the eigenbasis of a generic Lie-algebra element (see
+:func:`_lie_null_space_by_weights`) when the group has a normal one; smaller ones directly."""
 
 
 def _kron_all(mats: Sequence[sp.spmatrix]) -> sp.csr_matrix:
@@ -47,7 +56,7 @@ def _kron_sum(gens: Sequence[np.ndarray], d: int) -> sp.csr_matrix:
     index = np.arange(d ** r).reshape((d,) * r)
     rows, cols, vals = [], [], []
     for k, gen in enumerate(gens):
-        a, b = np.nonzero(gen)
+        a, b = np.nonzero(np.abs(gen) > 1e-14 * np.abs(gen).max(initial=0.0))
         stride = d ** (r - k - 1)
         base = index.take(0, axis=k).reshape(-1, 1)
         rows.append((base + a * stride).ravel())
@@ -70,17 +79,25 @@ def _type_constraints(factors: tuple[int, ...], group: Group) -> list[sp.csr_mat
     return out
 
 
+def _eigh_null_space(gram: np.ndarray | sp.spmatrix, tol: float) -> np.ndarray:
+    """Orthonormal eigenvectors of a symmetric PSD ``gram`` with eigenvalues under
+    tol^2 * max(1, max |gram|) (dense eigh, or shift-invert Lanczos when large)."""
+    size = gram.shape[0]
+    threshold = tol * tol * max(1.0, float(abs(gram).max()) if size else 1.0)
+    if size <= DENSE_LIMIT:
+        dense = gram.toarray() if sp.issparse(gram) else gram
+        if size == 0 or float(np.abs(dense).max()) <= threshold:
+            return np.eye(size)
+        return scipy.linalg.eigh(dense, driver="evr", subset_by_value=(-np.inf, threshold))[1]
+    return _sparse_null_space(sp.csc_matrix(gram), size, threshold)
+
+
 def _null_space(constraints: list[sp.csr_matrix], size: int, tol: float) -> np.ndarray:
     """Orthonormal basis ``[size, k]`` of the common null space of the constraints."""
     if not constraints:
         return np.eye(size)
-    gram = sum((c.T @ c for c in constraints[1:]), constraints[0].T @ constraints[0])
-    threshold = tol * tol * max(1.0, float(abs(gram).max()))
-    if size <= DENSE_LIMIT:
-        values, vectors = scipy.linalg.eigh(gram.toarray(), driver="evr",
-                                            subset_by_value=(-np.inf, threshold))
-        return vectors
-    return _sparse_null_space(gram.tocsc(), size, threshold)
+    return _eigh_null_space(sum((c.T @ c for c in constraints[1:]),
+                                constraints[0].T @ constraints[0]), tol)
 
 
 def _sparse_null_space(gram: sp.csc_matrix, size: int, threshold: float) -> np.ndarray:
@@ -94,13 +111,134 @@ def _sparse_null_space(gram: sp.csc_matrix, size: int, threshold: float) -> np.n
         k = min(2 * k, size - 2)
 
 
+def _normal_lie_element(group: Group) -> np.ndarray | None:
+    """A generic element of the Lie algebra that is a normal matrix (so a unitary matrix
+    diagonalizes it): a fixed random combination of all generators, else of those that are
+    antisymmetric or multiples of the identity; None when neither is normal."""
+    eye = np.eye(group.d)
+    simple = [a for a in group.lie
+              if np.allclose(a, -a.T, atol=1e-12) or np.allclose(a, a[0, 0] * eye, atol=1e-12)]
+    rng = np.random.default_rng(0)
+    for gens in (list(group.lie), simple):
+        if not gens:
+            continue
+        a0 = np.tensordot(rng.normal(size=len(gens)), np.stack(gens), axes=1)
+        scale = max(1.0, float(np.abs(a0).max())) ** 2
+        if np.allclose(a0 @ a0.T, a0.T @ a0, atol=1e-10 * scale):
+            return a0
+    return None
+
+
+def _unitary_eigenbasis(a0: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Eigenvalues ``mu``, unitary eigenvectors ``U`` (columns) of a real normal matrix, and
+    the involution ``pair`` with conj(U) = U[:, pair] (conjugate eigenvectors side by side,
+    real ones paired with themselves); from the real Schur form, whose 2x2 blocks
+    [[a, b], [-b, a]] have eigenvectors (1, ±i) / sqrt(2)."""
+    t, z = scipy.linalg.schur(a0, output="real")
+    d = len(a0)
+    w = np.eye(d, dtype=complex)
+    mu = np.diag(t).astype(complex)
+    pair = np.arange(d)
+    scale = max(1.0, float(np.abs(t).max()))
+    i = 0
+    while i < d:
+        if i + 1 < d and abs(t[i + 1, i]) > 1e-12 * scale:
+            w[i:i + 2, i:i + 2] = np.array([[1, 1], [1j, -1j]]) / math.sqrt(2)
+            mu[i], mu[i + 1] = t[i, i] + 1j * t[i, i + 1], t[i, i] - 1j * t[i, i + 1]
+            pair[i], pair[i + 1] = i + 1, i
+            i += 2
+        else:
+            i += 1
+    u = z @ w
+    if not np.allclose(a0 @ u, u * mu, atol=1e-10 * scale):
+        return None
+    return mu, u, pair
+
+
+def _apply_factors(mats: Sequence[np.ndarray], x: np.ndarray) -> np.ndarray:
+    """(mats[0] ⊗ mats[1] ⊗ ...) @ x for x ``[d^n, k]``, one tensor index at a time."""
+    d, k = mats[0].shape[0], x.shape[1]
+    x = x.reshape((d,) * len(mats) + (k,))
+    for axis, m in enumerate(mats):
+        x = np.moveaxis(np.tensordot(m, x, axes=([1], [axis])), 0, axis)
+    return x.reshape(d ** len(mats), k)
+
+
+def _lie_null_space_by_weights(factors: tuple[int, ...], group: Group,
+                               tol: float) -> np.ndarray | None:
+    """Orthonormal basis of the tensors that every Lie generator annihilates, solved in the
+    eigenbasis U of a generic normal element A0 (None when the algebra has none).
+
+    There drho(A0) is diagonal: its eigenvalue on an index tuple is the sum of the factors'
+    eigenvalues, so only tuples whose sum vanishes (tested with a loose tolerance: keeping
+    extra tuples is safe) can carry invariants. The other generators are then solved on that
+    subspace, in real coordinates (conj(U) only permutes U's columns, so a real tensor has
+    coefficients z with z[pair(t)] = conj(z[t])), and the result is mapped back by U^{⊗n}.
+    """
+    a0 = _normal_lie_element(group)
+    basis = None if a0 is None else _unitary_eigenbasis(a0)
+    if basis is None:
+        return None
+    mu, u, pair = basis
+    d, n = group.d, len(factors)
+    weights = [mu if f != DUAL else -mu.conj() for f in factors]
+    total = reduce(np.add.outer, weights).reshape(-1)
+    sel = np.flatnonzero(np.abs(total) <= 1e-6 * n * max(1.0, float(np.abs(mu).max())))
+    position = np.full(d ** n, -1)
+    position[sel] = np.arange(len(sel))
+    partner = position[np.arange(d ** n).reshape((d,) * n)[np.ix_(*[pair] * n)].reshape(-1)[sel]]
+    own = np.arange(len(sel))
+    fixed, first = own[partner == own], own[partner > own]
+    second = partner[first]
+    cols = np.arange(len(fixed) + 2 * len(first))
+    half = math.sqrt(0.5)
+    real = sp.csc_matrix((np.concatenate([np.ones(len(fixed)), np.full(2 * len(first), half),
+                                          np.full(len(first), 1j * half),
+                                          np.full(len(first), -1j * half)]),
+                          (np.concatenate([fixed, first, second, first, second]),
+                           np.concatenate([cols[:len(fixed)],
+                                           np.tile(cols[len(fixed):len(fixed) + len(first)], 2),
+                                           np.tile(cols[len(fixed) + len(first):], 2)]))),
+                         shape=(len(sel), len(sel)))
+    gram = sp.csr_matrix((len(sel), len(sel)))
+    u_h = u.conj().T
+    for a in group.lie:
+        c = _kron_sum([u_h @ (a if f != DUAL else -a.T) @ u for f in factors], d).tocsc()
+        m = c[:, sel] @ real
+        gram = gram + (m.conj().T @ m).real
+    y = _eigh_null_space(gram, tol)
+    full = np.zeros((d ** n, y.shape[1]), dtype=complex)
+    full[sel] = real @ y
+    return _apply_factors([u] * n, full).real
+
+
+def _fixed_by_discrete(q: np.ndarray, factors: tuple[int, ...], group: Group,
+                       tol: float) -> np.ndarray:
+    """The part of span(q) (orthonormal columns) that every discrete generator fixes."""
+    if not len(group.discrete) or not q.shape[1]:
+        return q
+    moved = []
+    for h in group.discrete:
+        h_inv_t = np.linalg.inv(h).T
+        moved.append(_apply_factors([h if f != DUAL else h_inv_t for f in factors], q) - q)
+    stacked = np.concatenate(moved)
+    return q @ _eigh_null_space(stacked.T @ stacked, tol)
+
+
 @cache
 def _cached_type_basis(factors: tuple[int, ...], group_key: str, tol: float) -> np.ndarray:
     group = _GROUPS_BY_KEY[group_key]
     size = group.d ** len(factors)
     if not factors:
         return np.ones((1, 1))
-    basis = _null_space(_type_constraints(factors, group), size, tol)
+    lie = None
+    if len(group.lie) and size > WEIGHTS_MIN_SIZE:
+        lie = _lie_null_space_by_weights(factors, group, tol)
+    if lie is not None:
+        basis = _fixed_by_discrete(lie, factors, group, tol)
+    else:
+        basis = _null_space(_type_constraints(factors, group), size, tol)
+    basis = np.ascontiguousarray(basis)
     basis.setflags(write=False)
     return basis
 
@@ -125,33 +263,48 @@ def clear_cache() -> None:
     _cached_type_basis.cache_clear()
 
 
+def _block_entries(rows: np.ndarray, cols: np.ndarray, da: int, db: int, q: np.ndarray,
+                   n_in: int, offset: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """COO entries (flat row-major weight index, column, value) of the basis ``q``
+    ``[da*db, k]`` of one type pair placed in every block (out copy i, in copy j): block
+    (i, j) owns columns ``offset + (i * n_copies_in + j) * k + 0..k-1``."""
+    na, nb = len(rows) // da, len(cols) // db
+    flat = (rows.reshape(na, 1, da, 1) * n_in + cols.reshape(1, nb, 1, db)).reshape(na * nb,
+                                                                                  da * db)
+    entry, k = np.nonzero(q)
+    block = np.arange(na * nb)[:, None]
+    return (flat[:, entry].ravel(), (offset + block * q.shape[1] + k[None, :]).ravel(),
+            np.broadcast_to(q[entry, k], (na * nb, len(k))).ravel())
+
+
 def equivariant_basis(rep_in: Rep, rep_out: Rep, group: Group,
                       tol: float = DEFAULT_TOL) -> torch.Tensor:
-    """Orthonormal basis ``[D, k]`` (float64) of all G-equivariant maps rep_in -> rep_out.
+    """Orthonormal basis ``[D, k]`` (float64) of all G-equivariant maps rep_in -> rep_out, as
+    a sparse COO tensor (``.to_dense()`` for small cases).
 
     ``D = size(out) * size(in)``; a column is a map W reshaped row-major to
-    ``[size(out), size(in)]``. Assembled from the cached per-type-pair bases.
+    ``[size(out), size(in)]``. Assembled from the cached per-type-pair bases, one copy per
+    block: its size is the number of nonzeros, never D * k.
     """
     d = group.d
     n_out, n_in = rep_out.size(d), rep_in.size(d)
-    out_idx, in_idx = rep_out.type_indices(d), rep_in.type_indices(d)
-    columns = []
-    for a, rows in out_idx.items():
-        for b, cols in in_idx.items():
-            q = torch.from_numpy(np.array(type_basis(a, b, group, tol)))
+    entries, offset = [], 0
+    for a, rows in rep_out.type_indices(d).items():
+        for b, cols in rep_in.type_indices(d).items():
+            q = type_basis(a, b, group, tol)
             if q.shape[1] == 0:
                 continue
             da, db = a.dim(d), b.dim(d)
-            for i in range(len(rows) // da):
-                for j in range(len(cols) // db):
-                    flat = (rows[i * da:(i + 1) * da, None] * n_in
-                            + cols[None, j * db:(j + 1) * db]).reshape(-1)
-                    col = torch.zeros(n_out * n_in, q.shape[1], dtype=torch.float64)
-                    col[flat] = q
-                    columns.append(col)
-    if not columns:
-        return torch.zeros(n_out * n_in, 0, dtype=torch.float64)
-    return torch.cat(columns, dim=1)
+            entries.append(_block_entries(rows.numpy(), cols.numpy(), da, db, q, n_in, offset))
+            offset += (len(rows) // da) * (len(cols) // db) * q.shape[1]
+    if entries:
+        index = np.stack([np.concatenate([e[0] for e in entries]),
+                          np.concatenate([e[1] for e in entries])])
+        values = np.concatenate([e[2] for e in entries])
+    else:
+        index, values = np.zeros((2, 0), dtype=np.int64), np.zeros(0)
+    return torch.sparse_coo_tensor(torch.from_numpy(index), torch.from_numpy(values),
+                                   (n_out * n_in, offset), check_invariants=True).coalesce()
 
 
 def as_selector(idx: torch.Tensor) -> slice | torch.Tensor:
@@ -214,6 +367,7 @@ class Projector(nn.Module):
         self.d = dims.pop()
         self.rep_in, self.rep_out, self.n_groups = rep_in, rep_out, len(groups)
         self.shape = (rep_out.size(self.d), rep_in.size(self.d))
+        self.generation = 0
         self._pairs: list[tuple[str, np.ndarray, np.ndarray, int, int, int, int,
                                 tuple[int, ...]]] = []
         out_idx, in_idx = rep_out.type_indices(self.d), rep_in.type_indices(self.d)
@@ -238,6 +392,7 @@ class Projector(nn.Module):
     def _load_from_state_dict(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
         """Loaded bases replace the current ones, so the sparse forms built from them go."""
         self.__dict__.pop("_sparse_cache", None)
+        self.generation += 1
         super()._load_from_state_dict(*args, **kwargs)
 
     def _check(self, W: torch.Tensor) -> None:
@@ -267,16 +422,12 @@ class Projector(nn.Module):
                              weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``penalty(W)`` together with ``sum_j weights_j (W - P_j W)``, the gradient of
         ``sum_j weights_j R_j`` with respect to W, from one set of coefficients and without
-        autograd: the cheap form of a penalty or damping step taken every optimizer step."""
+        autograd: the cheap form of a penalty or damping step (see :class:`StackedProjectors`
+        for many layers at once)."""
         self._check(W)
-        basis, basis_t, segments = self._sparse(None, W.device, torch.float64)
-        w = W.detach().reshape(-1, 1).double()
-        weights = weights.to(w)
-        coeffs = basis_t @ w
-        total = (coeffs.square().T @ segments)[0]
-        pulled = basis @ (coeffs * (segments @ weights[:, None]))
-        penalty = (0.5 * (w.square().sum() - total)).clamp_min(0.0)
-        return penalty, (weights.sum() * w - pulled).to(W.dtype).reshape(W.shape)
+        penalty, residual = StackedProjectors([self]).residuals(W.detach().reshape(1, -1),
+                                                                weights)
+        return penalty[0], residual.to(W.dtype).reshape(W.shape)
 
     def project(self, W: torch.Tensor, group: int = 0) -> torch.Tensor:
         """P_j W: the closest map to W that is equivariant under group ``j``."""
@@ -318,24 +469,18 @@ class Projector(nn.Module):
     def _sparse_entries(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """COO entries (row = flat weight index, column = coefficient) of every block basis,
         with the group of each coefficient column."""
-        n_in = self.shape[1]
         rows, cols, vals, groups = [], [], [], []
         offset = 0
-        for pair in self._pairs:
-            name, row_pos, col_pos, na, da, nb, db, ks = pair
+        for name, row_pos, col_pos, na, da, nb, db, ks in self._pairs:
             if sum(ks) == 0:
                 continue
-            q = getattr(self, name).cpu().numpy()
-            k_total = q.shape[1]
-            flat = (row_pos.reshape(na, 1, da, 1) * n_in + col_pos.reshape(1, nb, 1, db))
-            flat = flat.reshape(na * nb, da * db)
-            entry, k = np.nonzero(q)
-            block = np.arange(na * nb)[:, None]
-            rows.append(flat[:, entry].ravel())
-            cols.append((offset + block * k_total + k[None, :]).ravel())
-            vals.append(np.broadcast_to(q[entry, k], (na * nb, len(k))).ravel())
+            entry = _block_entries(row_pos, col_pos, da, db, getattr(self, name).cpu().numpy(),
+                                   self.shape[1], offset)
+            rows.append(entry[0])
+            cols.append(entry[1])
+            vals.append(entry[2])
             groups.append(np.tile(np.repeat(np.arange(len(ks)), ks), na * nb))
-            offset += na * nb * k_total
+            offset += na * nb * sum(ks)
         if not offset:
             return (np.zeros((2, 0), dtype=np.int64), np.zeros(0), np.zeros(0, dtype=np.int64))
         return (np.stack([np.concatenate(rows), np.concatenate(cols)]), np.concatenate(vals),
@@ -345,3 +490,87 @@ class Projector(nn.Module):
         """Dimension of the equivariant subspace for every group."""
         return [sum(math.prod((p[3], p[5], 1)) * p[-1][j] for p in self._pairs)
                 for j in range(self.n_groups)]
+
+
+def _content_key(basis: torch.Tensor) -> bytes | int:
+    """Equal bases give equal keys (their bytes); a tensor without data (the meta device,
+    for checking device placement) is only equal to itself."""
+    if basis.is_meta:
+        return id(basis)
+    return basis.cpu().numpy().tobytes()
+
+
+class StackedProjectors:
+    """Several projectors (e.g. every soft layer's weight and bias projector) applied to their
+    tensors together: the closed-form penalty and damping updates taken at every step.
+
+    The tensors come as one flat row-major concatenation per row of ``columns [m, N]`` (m
+    stacked copies, e.g. weights and their gradients). Blocks of all projectors that share
+    a type pair share its basis Q ``[e, K]`` (all groups side by side), so a pair costs one
+    dense ``[m, blocks, e] @ [e, K]`` matmul and one back, over every layer at once, in
+    float64; blocks that every group leaves unchanged (Scalar -> Scalar) are skipped. All
+    ops stay on the tensors' device, with no host synchronization.
+    """
+
+    def __init__(self, projectors: Sequence[Projector]):
+        if len({p.n_groups for p in projectors}) != 1:
+            raise ValueError("stacked projectors must all have the same groups")
+        self.projectors = list(projectors)
+        self.n_groups = projectors[0].n_groups
+        self.sizes = [p.shape[0] * p.shape[1] for p in projectors]
+        self._plans: dict[tuple, tuple] = {}
+
+    def _plan(self, device: torch.device) -> tuple:
+        """The permutation that orders the entries of all non-trivial blocks by type pair,
+        and per type pair its basis, block count and coefficient groups (cached)."""
+        key = (str(device), tuple(p.generation for p in self.projectors))
+        if key not in self._plans:
+            pairs: dict[tuple, tuple[torch.Tensor, tuple[int, ...], list[np.ndarray]]] = {}
+            offset = 0
+            for projector, size in zip(self.projectors, self.sizes, strict=True):
+                n_in = projector.shape[1]
+                for name, rows, cols, na, da, nb, db, ks in projector._pairs:
+                    basis = getattr(projector, name)
+                    if all(k == da * db for k in ks):
+                        continue
+                    flat = offset + (rows.reshape(na, 1, da, 1) * n_in
+                                     + cols.reshape(1, nb, 1, db)).reshape(-1)
+                    same = (da * db, ks, _content_key(basis))
+                    pairs.setdefault(same, (basis, ks, []))[2].append(flat)
+                offset += size
+            steps, groups = [], []
+            for basis, ks, flats in pairs.values():
+                group_of = torch.repeat_interleave(torch.arange(self.n_groups),
+                                                   torch.tensor(ks, dtype=torch.long))
+                groups.append(group_of)
+                steps.append((torch.from_numpy(np.concatenate(flats)).to(device),
+                              basis.to(device, torch.float64), group_of.to(device)))
+            onehot = (torch.nn.functional.one_hot(torch.cat(groups), self.n_groups) if groups
+                      else torch.zeros(0, self.n_groups))
+            self._plans[key] = (steps, onehot.to(device, torch.float64))
+        return self._plans[key]
+
+    def residuals(self, columns: torch.Tensor,
+                  weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """For every row x of ``columns [m, N]``: the penalties 1/2 ||x - P_j x||^2 of every
+        group ``[m, n_groups]`` (float64: ||x||^2 - ||Q_j^T x||^2 needs it) and the residual
+        sum_j weights_j (x - P_j x) ``[m, N]`` (computed in float64, returned in the dtype of
+        ``columns``)."""
+        steps, onehot = self._plan(columns.device)
+        m = columns.shape[0]
+        weights = weights.to(columns.device, torch.float64)
+        residual = torch.zeros_like(columns)
+        if not steps:
+            return columns.new_zeros(m, self.n_groups, dtype=torch.float64), residual
+        squares, norm = [], 0.0
+        total = weights.sum()
+        for index, basis, group_of in steps:
+            entries, k = basis.shape
+            block = columns.index_select(1, index).double().view(-1, entries)
+            coeffs = block @ basis
+            norm = norm + block.square().view(m, -1).sum(1, keepdim=True)
+            squares.append(coeffs.square().view(m, len(index) // entries, k).sum(1))
+            pulled = coeffs @ (basis * weights[group_of]).T
+            residual.index_copy_(1, index, (total * block - pulled).view(m, -1).to(columns))
+        penalty = norm - torch.cat(squares, 1) @ onehot
+        return (0.5 * penalty).clamp_min(0.0), residual

@@ -1,9 +1,11 @@
 """Benchmark bookkeeping: summaries, discovery accuracy and the README table."""
 
 import json
+import sys
 
 import numpy as np
 import pytest
+from helpers import fails
 
 from softequiv.bench import markdown_table, run_benchmark, summarize, update_readme
 from softequiv.errors import InputError
@@ -139,3 +141,39 @@ def test_bench_only_picks_settings_and_rejects_unknown_keys():
         matching_settings("inertia", ["colour=red"])
     with pytest.raises(InputError, match="matches no setting"):
         matching_settings("inertia", ["axis=w"])
+
+
+TINY = {"epochs": 3, "t_adj": 1, "window": 1, "ch": 8, "layers": 1}
+
+
+def _without_timings(result):
+    runs = [{k: v for k, v in r.items() if k != "seconds"} for r in result["runs"]]
+    summary = [{k: v for k, v in s.items() if k != "seconds_mean"} for s in result["summary"]]
+    return runs, summary
+
+
+def test_ray_tasks_give_the_serial_results(tmp_path):
+    """Two local Ray workers and one serial run of the same seeds store identical rows
+    (every number but the timings), in grid order."""
+    pytest.importorskip("ray")
+    common = dict(seeds=1, methods=["MLP", "PER"], settings=[{"variant": "so3"}],
+                  protocol=TINY, readme=False)
+    serial = run_benchmark("cossim", workers=1, out=tmp_path / "serial.json", **common)
+    on_ray = run_benchmark("cossim", workers=2, out=tmp_path / "ray.json", **common)
+    assert _without_timings(on_ray) == _without_timings(serial)
+    assert [r["label"] for r in on_ray["runs"]] == ["MLP", "PER"]
+
+
+def test_one_worker_needs_no_ray_and_more_name_the_extra(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray now fails
+    common = dict(seeds=1, methods=["MLP"], settings=[{"variant": "so3"}], protocol=TINY,
+                  out=tmp_path / "cossim.json", readme=False)
+    assert len(run_benchmark("cossim", workers=1, **common)["runs"]) == 1
+    fails(lambda: run_benchmark("cossim", workers=2, **common), "softequiv[ray]")
+    fails(lambda: run_benchmark("cossim", address="auto", **common), "softequiv[ray]")
+
+
+def test_workers_and_address_are_checked(tmp_path):
+    common = dict(seeds=1, methods=["MLP"], out=tmp_path / "x.json", readme=False)
+    fails(lambda: run_benchmark("cossim", workers=0, **common), "--workers", "at least 1")
+    fails(lambda: run_benchmark("cossim", address=" ", **common), "--address")

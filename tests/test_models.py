@@ -304,19 +304,24 @@ def test_bilinear_layer_is_equivariant_and_quadratic(group):
 
 
 def test_bilinear_contraction_orders_agree():
-    """Each term may be evaluated in either contraction order (whichever is cheaper);
-    both give the same result, float64, tolerance 1e-12."""
+    """Each term may be evaluated in either contraction order and either layout (batch or
+    features first), whichever is cheaper; all four give the same result, float64,
+    tolerance 1e-12."""
     torch.manual_seed(0)
     layer = EquivariantBilinear(gated(HIDDEN), G.O(3)).to(torch.float64)
     x = torch.randn(16, gated(HIDDEN).size(3), dtype=torch.float64)
-    parts = layer._split(x)
-    for param, (_, b_i, s_i, n_sel, da, db, _, nb) in zip(layer.params, layer._terms,
-                                                             strict=True):
-        src = parts[s_i][:, : n_sel * da * db]
-        xb = parts[b_i].reshape(16, nb, db)
-        torch.testing.assert_close(layer._contract_input_first(src, xb, param, n_sel, da),
-                                   layer._mix_copies_first(src, xb, param, n_sel, da),
-                                   atol=1e-12, rtol=1e-12)
+    rows, columns = layer._split(x, 1), layer._split(x.T.contiguous(), 0)
+    for param, (_, b_i, s_i, n_sel, da, db, na, nb) in zip(layer.params, layer._terms,
+                                                              strict=True):
+        src, xb = rows[s_i][:, : n_sel * da * db], rows[b_i].reshape(16, nb, db)
+        expected = layer._contract_input_first(src, xb, param, n_sel, da)
+        torch.testing.assert_close(layer._mix_copies_first(src, xb, param, n_sel, da),
+                                   expected, atol=1e-12, rtol=1e-12)
+        src = columns[s_i][: n_sel * da * db].view(n_sel, da, db, 16)
+        xb = columns[b_i].view(nb, db, 16)
+        for fn in (layer._contract_columns, layer._mix_columns):
+            torch.testing.assert_close(fn(src, xb, param).reshape(na * da, 16).T, expected,
+                                       atol=1e-12, rtol=1e-12)
 
 
 @pytest.mark.parametrize("group", [G.O(3), G.SO(3), G.O2xz()], ids=lambda g: g.name)

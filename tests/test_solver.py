@@ -1,10 +1,12 @@
 """Solver: every basis vector is equivariant (float64, random sampled elements), dimensions
 match known values, and projectors are orthogonal projections with cheap penalties."""
 
+import numpy as np
 import pytest
 import torch
 
 from softequiv import groups as G
+from softequiv import solver
 from softequiv.reps import Rep, Scalar, T, Vector
 from softequiv.solver import Projector, equivariant_basis, type_basis
 from softequiv.spec import parse_rep
@@ -56,6 +58,8 @@ CASES = [
 def test_basis_is_orthonormal_and_equivariant(group, rep_in, rep_out):
     rin, rout = parse_rep(rep_in), parse_rep(rep_out)
     Q = equivariant_basis(rin, rout, group)
+    assert Q.is_sparse
+    Q = Q.to_dense()
     assert Q.dtype == torch.float64
     assert Q.shape[0] == rin.size(group.d) * rout.size(group.d)
     assert torch.allclose(Q.T @ Q, torch.eye(Q.shape[1], dtype=torch.float64), atol=1e-10)
@@ -66,7 +70,7 @@ def test_basis_is_orthonormal_and_equivariant(group, rep_in, rep_out):
 def test_basis_is_complete_for_a_lie_group():
     # The complement of the basis must violate the Lie constraint: nothing equivariant is missed.
     group, rin, rout = G.SO(3), T(2), T(2)
-    Q = equivariant_basis(rin, rout, group)
+    Q = equivariant_basis(rin, rout, group).to_dense()
     full = torch.linalg.svd(torch.eye(81, dtype=torch.float64) - Q @ Q.T).U[:, :81 - Q.shape[1]]
     A = torch.from_numpy(group.lie)
     drho = rout.drho(A)  # T(2)->T(2) constraint: drho_out W - W drho_in
@@ -133,7 +137,7 @@ def projector():
 
 
 def _dense_projector(rep_in, rep_out, group):
-    Q = equivariant_basis(rep_in, rep_out, group)
+    Q = equivariant_basis(rep_in, rep_out, group).to_dense()
     return Q @ Q.T
 
 
@@ -220,3 +224,90 @@ def test_projection_gradient_is_the_projection(projector):
 def test_projection_onto_a_group_without_equivariant_maps_is_zero():
     empty = Projector(Vector, Scalar, [G.O(3)])
     assert torch.equal(empty.project(torch.ones(1, 3), 0), torch.zeros(1, 3))
+
+
+def _dense_reference_basis(rep_in: Rep, rep_out: Rep, group) -> torch.Tensor:
+    """Null space of the whole stacked constraint on row-major vec(W), by one dense SVD:
+    an independent check of the block-sparse assembly (small cases only)."""
+    d = group.d
+    n_out, n_in = rep_out.size(d), rep_in.size(d)
+    eye_in, eye_out = (torch.eye(n, dtype=torch.float64) for n in (n_in, n_out))
+    rows = []
+    for A in torch.from_numpy(group.lie):
+        rows.append(torch.kron(rep_out.drho(A)[0], eye_in)
+                    - torch.kron(eye_out, rep_in.drho(A)[0].T.contiguous()))
+    for h in torch.from_numpy(group.discrete):
+        inverse_t = torch.linalg.inv(rep_in.rho(h)[0]).T.contiguous()
+        rows.append(torch.kron(rep_out.rho(h)[0], inverse_t) - torch.eye(n_out * n_in,
+                                                                         dtype=torch.float64))
+    if not rows:
+        return torch.eye(n_out * n_in, dtype=torch.float64)
+    _, s, vh = torch.linalg.svd(torch.cat(rows), full_matrices=True)
+    rank = int((s > 1e-8 * max(1.0, float(s.max()))).sum())
+    return vh[rank:].T
+
+
+SMALL = [
+    (G.O(3), "2*Scalar + Vector + T(2) + Scalar", "Vector + 2*Scalar"),
+    (G.SO(3), "Vector + T(2)", "T(2) + Vector"),
+    (G.O2xy(), "3*Scalar + 2*Vector", "T(2) + Scalar"),
+    (G.Union(G.SO(3), G.Scaling(3)), "T(1,1) + 2*Vector", "Scalar + Dual + Vector"),
+    (G.Lorentz(), "Vector + Scalar", "T(1,1)"),
+    (G.SE(3), "2*Vector", "Vector + Scalar"),
+    (G.S(3), "Vector + Scalar", "T(2)"),
+]
+
+
+@pytest.mark.parametrize("group,rep_in,rep_out", SMALL,
+                         ids=[f"{c[0].name}:{c[1]}->{c[2]}" for c in SMALL])
+def test_sparse_basis_equals_a_dense_solve(group, rep_in, rep_out):
+    """Same dimension and the same projector (float64, 1e-9) as one dense SVD of the whole
+    constraint, though the sparse form never holds a [D, k] dense matrix."""
+    rin, rout = parse_rep(rep_in), parse_rep(rep_out)
+    Q = equivariant_basis(rin, rout, group)
+    reference = _dense_reference_basis(rin, rout, group)
+    assert Q.shape == (reference.shape[0], reference.shape[1])
+    P = Q.to_dense() @ Q.to_dense().T
+    assert torch.allclose(P, reference @ reference.T, atol=1e-9)
+
+
+def test_many_copies_stay_sparse():
+    rep = parse_rep("100*Scalar + 30*Vector + 10*T(2)")
+    Q = equivariant_basis(rep, rep, G.O(3))
+    assert Q.shape == (280 * 280, 13200)  # 100^2 + 2*100*10 + 30^2 + 3*10^2
+    assert Q._nnz() < 10 * Q.shape[1]
+
+
+WEIGHT_CASES = [
+    (G.O(3), (1,) * 6), (G.SO(3), (1,) * 5), (G.O2xy(), (1,) * 5), (G.SO2xy(), (1,) * 4),
+    (G.Lorentz(), (1, 1, -1, -1)), (G.SO13p(), (-1,) * 4),
+    (G.Union(G.SO(3), G.Scaling(3)), (1, -1, 1, -1, 1, -1)), (G.Scaling(3), (1, -1, 1)),
+    (G.SE(3), (1, 1, -1, -1)), (G.Rot(3), (1, 1, -1)), (G.SO(3) * G.S(4), (1, 1)),
+]
+
+
+@pytest.mark.parametrize("group,factors", WEIGHT_CASES,
+                         ids=[f"{c[0].name}:{c[1]}" for c in WEIGHT_CASES])
+def test_weight_space_solve_matches_the_direct_solve(group, factors):
+    """The eigenbasis route (large type pairs) spans the same subspace as the direct null
+    space of the stacked constraints, with orthonormal real columns."""
+    lie = solver._lie_null_space_by_weights(factors, group, solver.DEFAULT_TOL)
+    assert lie is not None
+    fast = solver._fixed_by_discrete(lie, factors, group, solver.DEFAULT_TOL)
+    direct = solver._null_space(solver._type_constraints(factors, group),
+                                group.d ** len(factors), solver.DEFAULT_TOL)
+    assert fast.shape == direct.shape
+    assert np.allclose(fast.T @ fast, np.eye(fast.shape[1]), atol=1e-10)
+    assert np.allclose(fast @ fast.T, direct @ direct.T, atol=1e-9)
+
+
+def test_large_type_pair_is_solved_in_the_weight_space():
+    """SO(3) T(4) -> T(4) (6561 entries): dimension 91 (sum of squared multiplicities of
+    the irreducibles in T(4): 3^2 + 6^2 + 6^2 + 3^2 + 1), every column invariant under
+    random rotations acting on all eight tensor indices (float64, 1e-10)."""
+    group = G.SO(3)
+    Q = type_basis(T(4).summands[0][1], T(4).summands[0][1], group)
+    assert Q.shape == (6561, 91)
+    assert np.allclose(Q.T @ Q, np.eye(91), atol=1e-10)
+    for g in group.sample(2, generator=torch.Generator().manual_seed(1)).numpy():
+        assert np.abs(solver._apply_factors([g] * 8, Q) - Q).max() < 1e-10

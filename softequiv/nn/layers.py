@@ -134,16 +134,24 @@ class EquivariantBilinear(nn.Module):
                 self._terms.append((a_i, b_i, s_i, n_sel, a.dim(d), b.dim(d), na, nb))
         self._widths = [len(idx) for idx in index.values()]
 
-    def _split(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """The columns of every type of x, as one op (cheaper backward than many slices)."""
+        self._orders = [_term_order(*term[3:]) for term in self._terms]
+        if not all(order.endswith("_columns") for order in self._orders):
+            # one layout per layer: mixing both costs transposes and a second assembly
+            self._orders = [_batch_first_order(*term[3:]) for term in self._terms]
+
+    def _split(self, x: torch.Tensor, dim: int) -> list[torch.Tensor]:
+        """The coordinates of every type of x along ``dim`` (views when each type's
+        coordinates are contiguous)."""
         if self._contiguous:
-            return list(x.split(self._widths, dim=1))
-        return [x[:, sel] if isinstance(sel, slice) else x.index_select(1, getattr(self, sel))
-                for sel in self._select]
+            return list(x.split(self._widths, dim=dim))
+        return [x.narrow(dim, sel.start, sel.stop - sel.start) if isinstance(sel, slice)
+                else x.index_select(dim, getattr(self, sel)) for sel in self._select]
 
     @staticmethod
     def _contract_input_first(src: torch.Tensor, xb: torch.Tensor, param: torch.Tensor,
                               n_sel: int, da: int) -> torch.Tensor:
+        """Batch first (src ``[n, n_sel*da*db]``, xb ``[n, nb, db]``): per-sample products of
+        the source copies with xb, then one matmul with param; ``[n, na*da]``."""
         n, nb, db = xb.shape
         na = param.shape[0]
         # contracted[n, c, i, k] = sum_j src[n, c, i, j] xb[n, k, j]
@@ -157,6 +165,7 @@ class EquivariantBilinear(nn.Module):
     @staticmethod
     def _mix_copies_first(src: torch.Tensor, xb: torch.Tensor, param: torch.Tensor,
                           n_sel: int, da: int) -> torch.Tensor:
+        """Batch first, the copies of xb mixed by param first; ``[n, na*da]``."""
         n, nb, db = xb.shape
         na = param.shape[0]
         # mixed[n, j, a, c] = sum_k param[a, k, c] xb[n, k, j]
@@ -167,32 +176,109 @@ class EquivariantBilinear(nn.Module):
         src = src.reshape(n, n_sel, da, db).transpose(1, 2).reshape(n, da, n_sel * db)
         return torch.bmm(src, mixed).transpose(1, 2).reshape(n, na * da)
 
+    @staticmethod
+    def _contract_columns(src: torch.Tensor, xb: torch.Tensor,
+                          param: torch.Tensor) -> torch.Tensor:
+        """Features first (src ``[n_sel, da, db, n]``, xb ``[nb, db, n]``): the per-sample
+        products as elementwise ops over the batch, then one matmul; ``[na, da, n]``."""
+        n_sel, da, _, n = src.shape
+        na, nb = param.shape[:2]
+        contracted = _product_sum(src[:, None], xb[None, :, None], 3)  # [c, k, i, n]
+        weights = param.permute(0, 2, 1).reshape(na, n_sel * nb)
+        return (weights @ contracted.reshape(n_sel * nb, da * n)).view(na, da, n)
+
+    @staticmethod
+    def _mix_columns(src: torch.Tensor, xb: torch.Tensor, param: torch.Tensor) -> torch.Tensor:
+        """Features first, the copies of xb mixed by param first; ``[na, da, n]``."""
+        n_sel, da, db, n = src.shape
+        na, nb = param.shape[:2]
+        mixed = param.permute(0, 2, 1).reshape(na * n_sel, nb) @ xb.reshape(nb, db * n)
+        return _product_sum(src[None], mixed.view(na, n_sel, 1, db, n), (1, 3))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch = x.shape[:-1]
-        x = x.reshape(-1, x.shape[-1])
+        x = x.reshape(-1, self.size)
         n = x.shape[0]
-        parts = self._split(x)
-        pieces: dict[int, torch.Tensor] = {}
-        for param, (a_i, b_i, s_i, n_sel, da, db, na, nb) in zip(self.params, self._terms,
-                                                                strict=True):
-            src = parts[s_i][:, : n_sel * da * db]
-            xb = parts[b_i].reshape(n, nb, db)
-            if n_sel * da * nb * (db + na) <= n_sel * db * na * (nb + da):
-                out = self._contract_input_first(src, xb, param, n_sel, da)
+        orders = set(self._orders)
+        rows = self._split(x, 1) if orders & {"contract", "mix"} else None
+        xt = x.T.contiguous() if orders & {"contract_columns", "mix_columns"} else None
+        columns = self._split(xt, 0) if xt is not None else None
+        by_rows: dict[int, torch.Tensor] = {}
+        by_columns: dict[int, torch.Tensor] = {}
+        for param, (a_i, b_i, s_i, n_sel, da, db, na, nb), order in zip(
+                self.params, self._terms, self._orders, strict=True):
+            param = self.scale * param
+            if order in ("contract", "mix"):
+                src, xb = rows[s_i][:, : n_sel * da * db], rows[b_i].reshape(n, nb, db)
+                fn = self._contract_input_first if order == "contract" else self._mix_copies_first
+                out, into = fn(src, xb, param, n_sel, da), by_rows
             else:
-                out = self._mix_copies_first(src, xb, param, n_sel, da)
-            pieces[a_i] = out if a_i not in pieces else pieces[a_i] + out
+                src = columns[s_i][: n_sel * da * db].view(n_sel, da, db, n)
+                xb = columns[b_i].view(nb, db, n)
+                fn = self._contract_columns if order == "contract_columns" else self._mix_columns
+                out, into = fn(src, xb, param).reshape(na * da, n), by_columns
+            into[a_i] = out if a_i not in into else into[a_i] + out
+        result = None
+        if by_rows:
+            result = self._assemble(by_rows, x, 1)
+        if by_columns:
+            transposed = self._assemble(by_columns, xt, 0).T
+            result = transposed if result is None else result + transposed
+        if result is None:
+            result = torch.zeros_like(x)
+        return result.reshape(*batch, self.size)
+
+    def _assemble(self, pieces: dict[int, torch.Tensor], like: torch.Tensor,
+                  dim: int) -> torch.Tensor:
+        """The outputs of every type placed at their coordinates along ``dim`` (zeros for
+        types no term writes)."""
+        n = like.shape[1 - dim]
+
+        def zeros(width: int) -> torch.Tensor:
+            return like.new_zeros((width, n) if dim == 0 else (n, width))
+
         if self._contiguous:
-            result = torch.cat([pieces[t_i] if t_i in pieces else x.new_zeros(n, width)
-                                for t_i, width in enumerate(self._widths)], dim=1)
-        else:
-            result = x.new_zeros(n, self.size)
-            for a_i, value in pieces.items():
-                sel = self._select[a_i]
-                idx = (torch.arange(sel.start, sel.stop, device=x.device)
-                       if isinstance(sel, slice) else getattr(self, sel))
-                result = result.index_add(1, idx, value)
-        return (self.scale * result).reshape(*batch, self.size)
+            return torch.cat([pieces[t_i] if t_i in pieces else zeros(width)
+                              for t_i, width in enumerate(self._widths)], dim=dim)
+        result = zeros(self.size)
+        for a_i, value in pieces.items():
+            sel = self._select[a_i]
+            idx = (torch.arange(sel.start, sel.stop, device=like.device)
+                   if isinstance(sel, slice) else getattr(self, sel))
+            result = result.index_add(dim, idx, value)
+        return result
+
+
+def _product_sum(a: torch.Tensor, b: torch.Tensor, dims: int | tuple[int, ...]) -> torch.Tensor:
+    """(a * b) summed over ``dims`` (broadcasting), skipping the sum over size-1 dims."""
+    product = a * b
+    dims = (dims,) if isinstance(dims, int) else dims
+    if all(product.shape[d] == 1 for d in dims):
+        return product.squeeze(dims)
+    return product.sum(dims)
+
+
+BROADCAST_LIMIT = 512
+"""Per-sample elements of the product a features-first term may materialize before its
+sum; larger terms use batched matrix products instead (measured crossover, ch 128-384)."""
+
+
+def _term_order(n_sel: int, da: int, db: int, na: int, nb: int) -> str:
+    """How a bilinear term is evaluated: features first with elementwise products when
+    their temporary is small (or the input is scalar: mixed first, no sum at all), else
+    batch first with one small matrix product per sample; in either layout, contracting
+    with the input first or mixing its copies first, whichever is cheaper."""
+    if db == 1:
+        return "mix_columns"
+    contract_temp, mix_temp = n_sel * nb * da * db, na * n_sel * da * db
+    if min(contract_temp, mix_temp) <= BROADCAST_LIMIT:
+        return "contract_columns" if contract_temp <= mix_temp else "mix_columns"
+    return _batch_first_order(n_sel, da, db, na, nb)
+
+
+def _batch_first_order(n_sel: int, da: int, db: int, na: int, nb: int) -> str:
+    """The cheaper contraction order of a term evaluated batch first."""
+    return "contract" if n_sel * da * nb * (db + na) <= n_sel * db * na * (nb + da) else "mix"
 
 
 class InvariantScalars(nn.Module):
@@ -274,6 +360,46 @@ class NormRatios(InvariantScalars):
             self._outer = (source, target)
             pairs = n_vec * (n_vec + 1) // 2
             self.outer_mix = nn.Parameter(torch.randn(pairs, n_out) / math.sqrt(pairs))
+        self._build_plan()
+
+    def _build_plan(self) -> None:
+        """Index arrays that compute every type's Gram entries (upper triangles, row-major,
+        type after type: the order of ``mix``'s rows) as one gather-multiply-sum over the
+        input's coordinates, and the outer products likewise."""
+        left, right, entry, weights, owner, averaging = [], [], [], [], [], []
+        offset = 0
+        for t_i, (name, t, copies, dim) in enumerate(self._types):
+            idx = getattr(self, name).view(copies, dim)
+            rows, cols = torch.triu_indices(copies, copies)
+            left.append(idx[rows].reshape(-1))
+            right.append(idx[cols].reshape(-1))
+            entry.append((offset + torch.arange(len(rows))).repeat_interleave(dim))
+            weights.append(torch.full((len(rows),), sum(t.factors)))
+            owner.append(torch.full((len(rows),), t_i))
+            column = torch.zeros(len(rows), len(self._types))
+            column[rows == cols, t_i] = 1.0
+            averaging.append(column)
+            offset += len(rows)
+        empty = torch.zeros(0, dtype=torch.long)
+        for name, parts in (("_left", left), ("_right", right), ("_entry", entry),
+                            ("_owner", owner), ("_weight", weights)):
+            self.register_buffer(name, torch.cat(parts) if parts else empty, persistent=False)
+        # exact 0/1 entries: they stay exact under .float() / .double()
+        self.register_buffer("_diagonal", torch.cat(averaging) if averaging else torch.zeros(
+            0, 0), persistent=False)
+        self.register_buffer("_copies", torch.tensor([c for _, _, c, _ in self._types],
+                                                     dtype=torch.long), persistent=False)
+        self.register_buffer("_type_weight", torch.tensor(
+            [sum(t.factors) for _, t, _, _ in self._types], dtype=torch.long), persistent=False)
+        if self._outer is not None:
+            source, _ = self._outer
+            name, _, copies, dim = self._types[source]
+            idx = getattr(self, name).view(copies, dim)
+            rows, cols = torch.triu_indices(copies, copies)
+            self.register_buffer("_outer_left", idx[rows][:, :, None].expand(-1, dim, dim)
+                                 .reshape(-1), persistent=False)
+            self.register_buffer("_outer_right", idx[cols][:, None, :].expand(-1, dim, dim)
+                                 .reshape(-1), persistent=False)
 
     def feature_count(self) -> int:
         return sum(copies * (copies + 1) // 2 for _, _, copies, _ in self._types)
@@ -281,49 +407,49 @@ class NormRatios(InvariantScalars):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self._types:
             return x
-        copies, weights, squared_scale = self._scaled_copies(x)
-        added = self._ratios(copies, weights, squared_scale) @ self.mix
+        batch, size = x.shape[:-1], x.shape[-1]
+        # features first: every gather below takes whole contiguous rows of the batch
+        xt = x.reshape(-1, size).T.contiguous()
+        ratios, squared_scale = self._ratios_and_scale(xt)
+        added = self.mix.T @ ratios
         if self._outer is not None:
-            source, target = self._outer
-            x = x.index_add(-1, getattr(self, target),
-                            self.outer_products(copies[source], squared_scale).flatten(-2))
-        return self.add_to_scalars(x, added)
+            xt = xt.index_add(0, getattr(self, self._outer[1]),
+                              self._outer_products(xt, squared_scale))
+        out = torch.cat([xt[:self.scalars] + added, xt[self.scalars:]])
+        return out.T.reshape(*batch, size)
 
-    def outer_products(self, v: torch.Tensor, squared_scale: torch.Tensor) -> torch.Tensor:
-        """The learned mix of v_i v_k^T / r^2 (i <= k) over the Vector copies v
-        ``[..., copies, d]``: what the weight-0 rank-2 copies receive,
-        ``[..., their copies, d * d]``."""
-        rows, cols = torch.triu_indices(v.shape[-2], v.shape[-2], device=v.device)
-        outer = v[..., rows, :, None] * v[..., cols, None, :]
-        outer = outer.flatten(-2) / squared_scale[..., None, None]
-        return (outer.transpose(-1, -2) @ self.outer_mix).transpose(-1, -2)
+    def _outer_products(self, xt: torch.Tensor, squared_scale: torch.Tensor) -> torch.Tensor:
+        """The learned mix of v_i v_k^T / r^2 (i <= k) over the Vector copies v: what the
+        weight-0 rank-2 copies receive, ``[their copies * d * d, n]``."""
+        n = xt.shape[1]
+        products = xt.index_select(0, self._outer_left) * xt.index_select(0, self._outer_right)
+        products = (products / squared_scale).view(self.outer_mix.shape[0], -1)
+        return (self.outer_mix.T @ products).view(-1, n)
 
-    def _ratios(self, copies: list[torch.Tensor], weights: list[int],
-                squared_scale: torch.Tensor) -> torch.Tensor:
-        features = []
-        for v, weight in zip(copies, weights, strict=True):
-            rows, cols = torch.triu_indices(v.shape[-2], v.shape[-2], device=v.device)
-            gram = (v @ v.transpose(-1, -2))[..., rows, cols]
-            if weight != 0:
-                gram = gram * squared_scale[..., None].pow(-weight)
-            features.append(gram / (1 + gram[..., rows == cols].mean(-1, keepdim=True)))
-        return torch.cat(features, dim=-1)
+    def _ratios_and_scale(self, xt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The invariant norm ratios ``[features, n]`` and the squared reference scale r^2
+        ``[n]`` of xt ``[size, n]`` (features first).
+
+        Each type's Gram entries times r^{-2w} (w its weight), divided by one plus their
+        mean diagonal; r^2 sums, over the positive-weight types, their mean squared norm
+        to the power 1/w."""
+        products = xt.index_select(0, self._left) * xt.index_select(0, self._right)
+        gram = xt.new_zeros(len(self._weight), xt.shape[1]).index_add(0, self._entry, products)
+        diagonal, copies = self._diagonal.to(xt.dtype).T, self._copies.to(xt.dtype)[:, None]
+        weight = self._type_weight.to(xt.dtype)[:, None]
+        positive = self._type_weight[:, None] > 0
+        powers = ((diagonal @ gram) / copies + self.TINY).pow(
+            torch.where(positive, 1 / weight, torch.zeros_like(weight)))
+        squared_scale = self.TINY + torch.where(positive, powers,
+                                                torch.zeros_like(powers)).sum(0)
+        scaled = gram * squared_scale.pow(-self._weight.to(xt.dtype)[:, None])
+        mean_diagonal = ((diagonal @ scaled) / copies).index_select(0, self._owner)
+        return scaled / (1 + mean_diagonal), squared_scale
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The invariant norm ratios of x (what the scalars receive, before mixing)."""
-        return self._ratios(*self._scaled_copies(x))
-
-    def _scaled_copies(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[int],
-                                                       torch.Tensor]:
-        """Every type's copies, its weight, and the squared reference scale r^2."""
-        copies = [self.type_copies(x, name, n, dim) for name, _, n, dim in self._types]
-        weights = [sum(t.factors) for _, t, _, _ in self._types]
-        squared_scale = x.new_full(x.shape[:-1], self.TINY)
-        for v, weight in zip(copies, weights, strict=True):
-            if weight > 0:
-                squared_scale = squared_scale + (
-                    v.square().sum((-1, -2)) / v.shape[-2] + self.TINY).pow(1 / weight)
-        return copies, weights, squared_scale
+        xt = x.reshape(-1, x.shape[-1]).T.contiguous()
+        return self._ratios_and_scale(xt)[0].T.reshape(*x.shape[:-1], -1)
 
 
 class AffineDistances(InvariantScalars):
