@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from softequiv.atomic import write_json
 from softequiv.fields import field_equivariance_error
 from softequiv.nn.cnn import CNN, GCNN, RelaxedGCNN, SoftCNN, parameter_count
 from softequiv.nn.layers import snapped
@@ -149,9 +150,7 @@ def main() -> dict:
         "equivariance_error": _equivariance(rep_in, rep_out, groups),
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    temporary = RESULTS.with_suffix(".json.tmp")
-    temporary.write_text(json.dumps(out, indent=2))
-    temporary.replace(RESULTS)
+    write_json(RESULTS, out, indent=2)
     return out
 
 

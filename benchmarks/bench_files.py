@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from softequiv.atomic import write_text
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULT = ROOT / "benchmarks" / "results" / "files.json"
 CORES = 2
@@ -135,7 +137,7 @@ def main() -> None:
         "date": time.strftime("%Y-%m-%d"),
     }
     RESULT.parent.mkdir(parents=True, exist_ok=True)
-    RESULT.write_text(json.dumps(result, indent=2) + "\n")
+    write_text(RESULT, json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 
 

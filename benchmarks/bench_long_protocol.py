@@ -9,9 +9,9 @@ minutes on 2 CPU cores). Run: ``.venv/bin/python benchmarks/bench_long_protocol.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from softequiv.atomic import write_json
 from softequiv.bench import PER_PROTOCOL, run_benchmark
 
 RESULTS = Path(__file__).parent / "results" / "long-protocol.json"
@@ -33,7 +33,7 @@ def main() -> dict:
                       "lambdas": [g["lambda"] for g in run["groups"]]}
         RESULTS.with_name(f"long-protocol-{name}.json").unlink()
     out = {"setting": SETTING | {"seed": 0}, "bench_protocol": PER_PROTOCOL, "runs": rows}
-    RESULTS.write_text(json.dumps(out, indent=2))
+    write_json(RESULTS, out, indent=2)
     return out
 
 

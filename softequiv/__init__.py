@@ -13,7 +13,10 @@ if TYPE_CHECKING:
     from softequiv.estimator import SymmetryRegressor
     from softequiv.plugin import regularize
 
-__all__ = ["SymmetryRegressor", "regularize"]
+__version__ = "0.1.0"
+"""The package version; pyproject.toml reads it from here (the single source)."""
+
+__all__ = ["SymmetryRegressor", "__version__", "regularize"]
 
 
 def __getattr__(name: str) -> Any:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from softequiv.atomic import write_json, write_text
 from softequiv.errors import InputError
 from softequiv.tuning import RULES
 from softequiv.verdicts import BROKEN, HOLDS, UNDETERMINED
@@ -360,7 +361,7 @@ def update_readme(task: str, table: str, readme: Path = Path("README.md")) -> No
         return
     before, rest = text.split(start, 1)
     _, after = rest.split(end, 1)
-    readme.write_text(f"{before}{start}\n{table}\n{end}{after}")
+    write_text(readme, f"{before}{start}\n{table}\n{end}{after}")
 
 
 def _same_value(setting_value: object, given: str) -> bool:
@@ -448,7 +449,7 @@ def run_benchmark(task: str, *, seeds: int = 5, methods: list[str] | None = None
         finished[i] = row
         result = _result(task, proto, seeds, methods_in_table, start,
                          kept + [finished[k] for k in sorted(finished)])
-        path.write_text(json.dumps(result, indent=2))
+        write_json(path, result, indent=2)
         print(f"[{done}/{len(jobs)}] {row['label']} {row['setting']} seed {row['seed']}: "
               f"test MSE {row['test_mse']:.4g} ({row['seconds']:.0f} s)", flush=True)
     if readme:

@@ -1,6 +1,7 @@
 """The ``softequiv`` command line: ``basis``, ``discover``, ``predict``, ``bench`` and ``data``.
 
-Bad arguments or input give one line on stderr and exit code 2, never a traceback.
+Bad arguments or input give one line on stderr and exit code 2, never a traceback; every
+numeric flag is checked when parsed (:mod:`softequiv.checks`), before any data is read.
 """
 
 from __future__ import annotations
@@ -12,15 +13,65 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from softequiv import __version__
+from softequiv.checks import flag, integer, number
 from softequiv.errors import InputError
 
 if TYPE_CHECKING:
     from softequiv.train import TrainConfig
 
 
+DESCRIPTION = """\
+softequiv: discover which candidate symmetry groups your data respects, and how strongly.
+
+Give the representations of your inputs and targets and a list of candidate groups;
+discover trains one network with a projection-based equivariance regularizer per group,
+tunes their strengths, and writes a report of which symmetries hold."""
+
+EPILOG = """\
+Run 'softequiv COMMAND --help' for the options of one command. Bad arguments or input
+give one line on stderr and exit code 2."""
+
+SEED = flag(integer, minimum=0, maximum=2**32 - 1)
+POSITIVE_INT = flag(integer, minimum=1)
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Descriptions wrapped paragraph by paragraph; option help ends with its default
+    when it has one (options whose default is None or False say what happens in their
+    own sentence)."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return "\n\n".join(super(_HelpFormatter, self)._fill_text(part, width, indent)
+                           for part in text.split("\n\n"))
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if ("%(default)" in text or action.default is None or action.default is False
+                or action.default is argparse.SUPPRESS or not action.option_strings
+                or action.required):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> None:  # argparse prints usage + message; we want one line
         raise InputError(f"{self.prog}: {message}")
+
+
+def _device_flag(text: str) -> str:
+    """--device: checked against this machine when parsed; kept as text for config.json."""
+    from softequiv.checks import resolve_device
+
+    try:
+        resolve_device(text)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def cmd_basis(args: argparse.Namespace) -> int:
@@ -29,7 +80,7 @@ def cmd_basis(args: argparse.Namespace) -> int:
     from softequiv.spec import parse_group, parse_rep
     from softequiv.threads import set_threads
 
-    set_threads(_threads(args))
+    set_threads(args.threads)
     group = parse_group(args.group)
     rep_in, rep_out = parse_rep(args.rep_in), parse_rep(args.rep_out)
     clear_cache()
@@ -49,12 +100,21 @@ def cmd_basis(args: argparse.Namespace) -> int:
 
 
 def _add_basis(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("basis", help="dimension of the equivariant basis of a linear map")
-    p.add_argument("--group", required=True, help='e.g. "O(3)", "O2xy", "SO(3)*S(4)"')
-    p.add_argument("--rep-in", required=True, help='e.g. "5*Scalar + 5*Vector"')
-    p.add_argument("--rep-out", required=True, help='e.g. "T(2)"')
-    p.add_argument("--tol", type=float, default=1e-6, help="null-space singular value tolerance")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p = sub.add_parser("basis", help="dimension of the equivariant basis of a linear map",
+                       description="Solve for the basis of the linear maps rep_in -> rep_out "
+                                   "that are equivariant under one group, and print its "
+                                   "dimension.")
+    p.add_argument("--group", required=True,
+                   help='the one group to solve for, e.g. "O(3)", "O2xy" or "SO(3)*S(4)"')
+    p.add_argument("--rep-in", required=True,
+                   help='input representation, e.g. "5*Scalar + 5*Vector"')
+    p.add_argument("--rep-out", required=True, help='output representation, e.g. "T(2)"')
+    p.add_argument("--tol", type=flag(number, low=0, high=1, open_low=True, open_high=True),
+                   default=1e-6, help="singular values of the equivariance constraints below "
+                                      "this (relative to the constraints' scale) count as zero; "
+                                      "in (0, 1)")
+    p.add_argument("--json", action="store_true",
+                   help='print one JSON object {"dim", "size", "seconds"} instead of a table')
     _add_threads(p)
     p.set_defaults(func=cmd_basis)
 
@@ -62,15 +122,9 @@ def _add_basis(sub: argparse._SubParsersAction) -> None:
 def _add_threads(p: argparse.ArgumentParser) -> None:
     from softequiv.threads import default_threads
 
-    p.add_argument("--threads", type=int,
+    p.add_argument("--threads", type=POSITIVE_INT,
                    help=f"CPU threads for torch and BLAS (default: half the CPUs, at most 4; "
                         f"here {default_threads()})")
-
-
-def _threads(args: argparse.Namespace) -> int | None:
-    if args.threads is not None and args.threads < 1:
-        raise InputError(f"--threads must be at least 1, got {args.threads}")
-    return args.threads
 
 
 def _dataset_from_args(args: argparse.Namespace):
@@ -106,76 +160,143 @@ def _train_config(args: argparse.Namespace, dataset) -> TrainConfig:
                        progress=not args.quiet and sys.stderr.isatty())
 
 
+_FLAGS = {"weight_decay": "--wd", "group": "--baseline-group"}
+
+
+def _check_settings(config: TrainConfig) -> None:
+    """Check the settings that depend on each other (--t-adj <= --epochs ...) before
+    training, naming the flag rather than the Python argument."""
+    from dataclasses import fields
+
+    try:
+        config.resolved()
+    except InputError as exc:
+        name, _, rest = str(exc).partition(" ")
+        if name in {f.name for f in fields(config)}:
+            raise InputError(f"{_FLAGS.get(name, '--' + name.replace('_', '-'))} {rest}") from None
+        raise
+
+
 def cmd_discover(args: argparse.Namespace) -> int:
     """Train with one regularizer per candidate group and report the discovered levels."""
-    from softequiv.discover import discover, prepare_output, save_run
+    from softequiv.discover import RUN_FILES, discover, prepare_output, save_run
     from softequiv.report import format_table
     from softequiv.threads import set_threads
 
-    set_threads(_threads(args))
+    set_threads(args.threads)
     out = prepare_output(args.out, overwrite=args.overwrite)
     dataset = _dataset_from_args(args)
     config = _train_config(args, dataset)
+    _check_settings(config)
     result = discover(dataset, config)
     save_run(result, out, extra_config={"command": vars(args) | {"func": None}})
     print(format_table(result.report))
-    print(f"wrote {out}/report.json, levels.png, model.safetensors, config.json")
+    print(f"wrote {out}/: {', '.join(RUN_FILES)}")
     return 0
 
 
 def _add_discover(sub: argparse._SubParsersAction) -> None:
-    from softequiv.train import METHODS
+    from softequiv.train import METHODS, PENALTIES
     from softequiv.tuning import RULES
 
-    p = sub.add_parser("discover", help="discover which candidate symmetries the data holds")
-    src = p.add_argument_group("data: a built-in benchmark or your own file")
-    src.add_argument("--dataset", help="inertia, cossim, se3 or mujoco-ant")
-    src.add_argument("--data", help="your .npz, .csv or .parquet file")
-    src.add_argument("--axis", help="inertia: broken-symmetry axis x, y, z or -1")
-    src.add_argument("--noise", type=float, help="inertia: eps, the size of the symmetry break")
-    src.add_argument("--masses", type=int, help="inertia: number of point masses")
-    src.add_argument("--variant", help="cossim: so3|scale|both|none; se3: exact|rotation|"
-                                       "translation|none; mujoco-ant: o3|se3")
-    src.add_argument("--bodies", help="mujoco-ant: torso or all")
-    src.add_argument("--trajectories", type=int, help="mujoco-ant: trajectories to simulate")
-    src.add_argument("--seconds", type=float, help="mujoco-ant: seconds per trajectory")
-    src.add_argument("--rep-in", help='with --data: e.g. "5*Scalar + 5*Vector"')
-    src.add_argument("--rep-out", help='with --data: e.g. "T(2)"')
-    src.add_argument("--groups", help='with --data: e.g. "O(3), O2xy, O2yz, O2xz" (ambient first)')
-    src.add_argument("--x-cols", help="with .csv/.parquet: input columns, e.g. x0:x19")
-    src.add_argument("--y-cols", help="with .csv/.parquet: target columns, e.g. y0:y8")
+    p = sub.add_parser("discover", help="discover which candidate symmetries the data holds",
+                       description="Train one network with an equivariance regularizer per "
+                                   "candidate group on a built-in benchmark or your own "
+                                   "file, tune the strengths, and write a run directory "
+                                   "(report.json, levels.png, model.safetensors, "
+                                   "config.json, history.json).")
+    src = p.add_argument_group("data: a built-in benchmark (--dataset) or your own file (--data)")
+    src.add_argument("--dataset", help="a built-in benchmark: inertia, cossim, se3 or "
+                                       "mujoco-ant (required unless --data is given)")
+    src.add_argument("--data", help="your .npz (arrays X, Y, optional split), .csv or .parquet "
+                                    "file (required unless --dataset is given)")
+    src.add_argument("--axis", help="inertia: the axis whose plane symmetry is kept, x, y or z, "
+                                    "or -1 to break all three planes (default: z)")
+    src.add_argument("--noise", type=flag(number),
+                     help="inertia and cossim: eps, the size of the symmetry break (default: "
+                          "-1 for inertia, 1 for cossim)")
+    src.add_argument("--masses", type=POSITIVE_INT,
+                     help="inertia: number of point masses (default: 5)")
+    src.add_argument("--variant", help="cossim: so3, scale, both or none; se3: exact, rotation, "
+                                       "translation or none; mujoco-ant: o3 or se3 (default: "
+                                       "the dataset's first)")
+    src.add_argument("--bodies", help="mujoco-ant: torso or all (default: torso)")
+    src.add_argument("--trajectories", type=POSITIVE_INT,
+                     help="mujoco-ant: trajectories to simulate (default: 200)")
+    src.add_argument("--seconds", type=flag(number, low=0, open_low=True),
+                     help="mujoco-ant: seconds per trajectory (default: 2.4)")
+    src.add_argument("--rep-in", help='representation of an input row, e.g. "5*Scalar + '
+                                      '5*Vector" (required with --data)')
+    src.add_argument("--rep-out", help='representation of a target row, e.g. "T(2)" (required '
+                                       'with --data)')
+    src.add_argument("--groups", help='the candidate groups, comma-separated, the largest '
+                                      '(ambient) one first, e.g. "O(3), O2xy, O2yz, O2xz" '
+                                      '(required with --data)')
+    src.add_argument("--x-cols", help="input columns, e.g. x0:x19 (names, first:last name "
+                                      "ranges or 0:20 position ranges; required for "
+                                      ".csv/.parquet)")
+    src.add_argument("--y-cols", help="target columns, e.g. y0:y8 (required for .csv/.parquet)")
     tr = p.add_argument_group("training")
-    tr.add_argument("--method", default="per", choices=METHODS)
-    tr.add_argument("--epochs", type=int, default=400)
-    tr.add_argument("--lr", type=float, default=3e-3)
-    tr.add_argument("--batch-size", type=int, default=500)
-    tr.add_argument("--ch", type=int, default=128, help="hidden channel budget")
-    tr.add_argument("--layers", type=int, default=3)
-    tr.add_argument("--wd", type=float, default=0.0, help="weight decay")
-    tr.add_argument("--lambda-init", type=float, default=100.0)
-    tr.add_argument("--t-adj", type=int, help="epoch of the strength adjustment (epochs/4)")
-    tr.add_argument("--window", type=int, help="epochs of minima before --t-adj (t_adj/2)")
-    tr.add_argument("--p", type=float, help="exponent of the adjustment rule (default 2)")
+    tr.add_argument("--method", default="per", choices=METHODS,
+                    help="per: the soft-equivariant network with one regularizer per "
+                         "candidate; the others are baselines (mlp, hard emlp, rpp, "
+                         "mixed-rpp, data augmentation aug, sample-based penalty sample, "
+                         "frame averaging fa)")
+    tr.add_argument("--epochs", type=POSITIVE_INT, default=400, help="training epochs")
+    tr.add_argument("--lr", type=flag(number, low=0, open_low=True), default=3e-3,
+                    help="Adam learning rate, decayed to 0 on a cosine")
+    tr.add_argument("--batch-size", type=POSITIVE_INT, default=500,
+                    help="training rows per optimizer step")
+    tr.add_argument("--ch", type=POSITIVE_INT, default=128,
+                    help="hidden channel budget of each layer")
+    tr.add_argument("--layers", type=POSITIVE_INT, default=3, help="hidden layers")
+    tr.add_argument("--wd", type=flag(number, low=0), default=0.0,
+                    help="weight decay (L2 penalty on all weights)")
+    tr.add_argument("--lambda-init", type=flag(number, low=0), default=100.0,
+                    help="starting strength of every candidate's regularizer (the ambient "
+                         "group's is always 0)")
+    tr.add_argument("--t-adj", type=POSITIVE_INT,
+                    help="epoch at which the strengths are adjusted once, at most --epochs "
+                         "(default: epochs/4)")
+    tr.add_argument("--window", type=POSITIVE_INT,
+                    help="epochs before --t-adj over which the tuning rule measures each "
+                         "group, at most --t-adj (default: t_adj/2)")
+    tr.add_argument("--p", type=flag(number, low=0),
+                    help="exponent of the adjustment lambda_j *= (min_k m_k / m_j)^p; 0 keeps "
+                         "the strengths fixed (default: 2)")
     tr.add_argument("--rule", choices=RULES,
-                    help="strength tuning rule (default error: how far the data pulled the "
-                         "warmed-up model off each candidate; published: minima of R_j)")
-    tr.add_argument("--patience", type=int, help="early stopping patience in epochs")
-    tr.add_argument("--group", default="0",
-                    help="emlp/rpp/aug/fa: which candidate (index or name)")
-    tr.add_argument("--seed", type=int, default=0)
-    tr.add_argument("--penalty", default="decoupled", choices=["decoupled", "coupled"],
-                    help="decoupled: penalty step outside Adam (default); coupled: published")
+                    help="strength tuning rule: error (default: how far the data pulled the "
+                         "warmed-up model off each candidate), fit (the refits' costs), "
+                         "published (minima of R_j), relative or gradient (the data's pull "
+                         "against each group)")
+    tr.add_argument("--patience", type=POSITIVE_INT,
+                    help="stop when the validation MSE has not improved for this many "
+                         "epochs (default: train all epochs)")
+    tr.add_argument("--baseline-group", dest="group", default="0",
+                    help="emlp, rpp, aug and fa: the one candidate they are built for, by "
+                         "index or name")
+    tr.add_argument("--group", dest="group", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    tr.add_argument("--seed", type=SEED, default=0,
+                    help="seed of the split, the initialization and the batch order")
+    tr.add_argument("--penalty", default="decoupled", choices=PENALTIES,
+                    help="decoupled: the penalty step is taken outside Adam; coupled: "
+                         "lambda_j R_j is added to Adam's loss (the published way)")
     tr.add_argument("--no-snap", dest="snap", action="store_false",
                     help="per/sample: keep the selected model (by default the refit with the "
                          "lowest validation MSE is kept, free or inside a candidate that is "
                          "not broken)")
-    tr.add_argument("--refit-steps", type=int, default=100,
+    tr.add_argument("--refit-steps", type=POSITIVE_INT, default=100,
                     help="per/sample: Adam steps of each refit behind the verdicts")
     _add_threads(tr)
-    tr.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    tr.add_argument("--device", type=_device_flag, default="auto",
+                    help="where to train: auto (a CUDA GPU when there is one, else cpu), cpu, "
+                         "cuda or cuda:N")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--out", required=True, help="run directory to write")
-    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    p.add_argument("--out", required=True,
+                   help="run directory to write; it appears only once the run is complete")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a non-empty --out (the old run stays intact until the new "
+                        "one is complete)")
     p.set_defaults(func=cmd_discover)
 
 
@@ -230,14 +351,19 @@ def _training_columns(names: object) -> str | None:
 
 
 def _add_predict(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("predict", help="predict with a saved run on new inputs")
+    p = sub.add_parser("predict", help="predict with a saved run on new inputs",
+                       description="Predict with a run directory written by discover (or "
+                                   "SymmetryRegressor.save) on the inputs of a data file.")
     p.add_argument("--model", required=True, help="run directory written by discover")
     p.add_argument("--data", required=True,
                    help=".npz (array X; Y is ignored), .csv or .parquet file of inputs")
     p.add_argument("--x-cols", help="with .csv/.parquet: input columns, e.g. x0:x19 "
                                     "(default: the columns the model was trained on)")
-    p.add_argument("--out", required=True, help="predictions file to write: .npz or .csv")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    p.add_argument("--out", required=True,
+                   help="predictions file to write, .npz (array Y) or .csv (named columns); "
+                        "it appears only once complete")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --out file (kept intact if predicting fails)")
     p.set_defaults(func=cmd_predict)
 
 
@@ -253,23 +379,40 @@ def cmd_data_mujoco(args: argparse.Namespace) -> int:
 
 
 def _add_data(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("data", help="generate datasets")
+    p = sub.add_parser("data", help="generate datasets",
+                       description="Generate a dataset file (see 'softequiv data KIND --help').")
     kinds = p.add_subparsers(dest="kind", required=True, parser_class=_Parser)
-    m = kinds.add_parser("mujoco", help="MuJoCo trajectories (needs softequiv[mujoco])")
-    m.add_argument("--env", default="ant", help="ant (humanoid is experimental)")
-    m.add_argument("--trajectories", type=int, default=200)
-    m.add_argument("--seconds", type=float, default=2.4)
-    m.add_argument("--seed", type=int, default=0)
-    m.add_argument("--out", help=".npz file to write (default: the cache directory)")
+    m = kinds.add_parser("mujoco", help="MuJoCo trajectories (needs softequiv[mujoco])",
+                         description="Simulate MuJoCo trajectories with random controls and "
+                                     "write body positions to an .npz file (cached by the "
+                                     "arguments).")
+    m.add_argument("--env", default="ant", choices=["ant", "humanoid"],
+                   help="the MuJoCo model (humanoid is experimental)")
+    m.add_argument("--trajectories", type=POSITIVE_INT, default=200,
+                   help="trajectories to simulate")
+    m.add_argument("--seconds", type=flag(number, low=0, open_low=True), default=2.4,
+                   help="simulated seconds per trajectory")
+    m.add_argument("--seed", type=SEED, default=0, help="seed of the random controls")
+    m.add_argument("--out", help=".npz file to write (default: a file in the cache directory)")
     m.set_defaults(func=cmd_data_mujoco)
     s = kinds.add_parser("smoke", help="smoke-plume dataset file: X, Y, split (needs "
-                                       "softequiv[fluids])")
-    s.add_argument("--variant", help="mirror (default), rotation or levels")
-    s.add_argument("--level", type=int, help="levels: index of the asymmetry, 0-4")
-    s.add_argument("--asymmetry", type=float, help="rotation: side-strength asymmetry")
-    for flag, what in (("--grid", "cells per side"), ("--steps", "frames per inflow"),
-                       ("--k", "input frames per row"), ("--seed", "picks the unseen inflows")):
-        s.add_argument(flag, type=int, help=what)
+                                       "softequiv[fluids])",
+                         description="Simulate smoke plumes with PhiFlow (cached per "
+                                     "simulation) and write the smoke dataset (X, Y, split) "
+                                     "to an .npz file.")
+    s.add_argument("--variant", help="which symmetries the simulation keeps: mirror, rotation "
+                                      "or levels (default: mirror)")
+    s.add_argument("--level", type=flag(integer, minimum=0, maximum=4),
+                   help="levels: index of the asymmetry, 0-4 (default: 2)")
+    s.add_argument("--asymmetry", type=flag(number),
+                   help="rotation: how much stronger the left/right walls pull (default: 0.2, "
+                        "i.e. 1.2x)")
+    s.add_argument("--grid", type=flag(integer, minimum=8),
+                   help="cells per side of the square box (default: 32)")
+    s.add_argument("--steps", type=flag(integer, minimum=4),
+                   help="simulated frames per inflow (default: 48)")
+    s.add_argument("--k", type=POSITIVE_INT, help="input frames per row (default: 4)")
+    s.add_argument("--seed", type=SEED, help="picks the unseen inflow positions (default: 0)")
     s.add_argument("--out", required=True, help=".npz file to write")
     s.set_defaults(func=cmd_data_smoke)
 
@@ -294,7 +437,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     """Regenerate a benchmark table: results file plus the README table."""
     from softequiv.bench import markdown_table, matching_settings, run_benchmark
 
-    protocol = {"epochs": args.epochs} if args.epochs else None
+    protocol = _bench_protocol(args.task, args.epochs)
     result = run_benchmark(args.task, seeds=args.seeds, methods=args.methods,
                            settings=matching_settings(args.task, args.only),
                            workers=args.workers, address=args.address, protocol=protocol,
@@ -305,28 +448,51 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_protocol(task: str, epochs: int | None) -> dict | None:
+    """The protocol override of ``bench --epochs``: the epochs, and the task's t_adj and
+    window scaled by the same factor so the adjustment still happens within training."""
+    from softequiv.bench import TASKS
+
+    if epochs is None:
+        return None
+    base = TASKS[task].protocol
+    override = {"epochs": epochs}
+    if base.get("epochs"):
+        scale = epochs / base["epochs"]
+        for key in ("t_adj", "window"):
+            if base.get(key):
+                override[key] = max(1, round(base[key] * scale))
+    return override
+
+
 def _add_bench(sub: argparse._SubParsersAction) -> None:
     from softequiv.bench import TASKS
 
-    p = sub.add_parser("bench", help="regenerate a benchmark table of the paper")
-    p.add_argument("--task", required=True, choices=list(TASKS))
-    p.add_argument("--seeds", type=int, default=5)
+    p = sub.add_parser("bench", help="regenerate a benchmark table of the paper",
+                       description="Run a benchmark's grid of settings, methods and seeds; "
+                                   "write benchmarks/results/TASK.json and the README's "
+                                   "table for TASK.")
+    p.add_argument("--task", required=True, choices=list(TASKS), help="the benchmark")
+    p.add_argument("--seeds", type=POSITIVE_INT, default=5, help="seeds per setting and method")
     p.add_argument("--methods", nargs="+", help="labels or method names (default: all)")
-    p.add_argument("--epochs", type=int, help="override the protocol's epochs")
-    p.add_argument("--workers", type=int,
+    p.add_argument("--epochs", type=POSITIVE_INT,
+                   help="override the protocol's epochs; t_adj and window scale with them "
+                        "(default: the protocol's)")
+    p.add_argument("--workers", type=POSITIVE_INT,
                    help="runs at once, as Ray tasks of one thread each (needs softequiv[ray]); "
                         "default 1: one after another in this process; with --address: "
                         "the most runs in flight (default: all)")
     p.add_argument("--address",
                    help="run on the existing Ray cluster at this address (e.g. auto, or "
-                        "ray://head:10001) instead of on this machine")
+                        "ray://head:10001) instead of on this machine (default: this machine)")
     p.add_argument("--merge", action="store_true",
                    help="keep the runs already in the results file that this call does "
                         "not redo (other methods, settings or seeds)")
-    p.add_argument("--first-seed", type=int, default=0,
+    p.add_argument("--first-seed", type=flag(integer, minimum=0), default=0,
                    help="seeds run from here (with --merge: add seeds to a table)")
     p.add_argument("--only", nargs="+", metavar="KEY=VALUE",
-                   help="run only the settings matching, e.g. bodies=all")
+                   help="run only the settings matching, e.g. bodies=all (default: every "
+                        "setting)")
     p.set_defaults(func=cmd_bench)
 
 
@@ -335,7 +501,9 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_basis, _add
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="softequiv", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="softequiv", description=DESCRIPTION, epilog=EPILOG)
+    parser.add_argument("--version", action="version", version=f"softequiv {__version__}",
+                        help="print the version and exit")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for add in COMMANDS:
         add(sub)

@@ -2,14 +2,17 @@
 and load a saved run back for predictions.
 
 A run directory holds ``report.json``, ``levels.png``, ``model.safetensors`` (plain
-weights, no pickles) and ``config.json`` (the training config, reps, groups and
-normalization: everything needed to rebuild the model).
+weights, no pickles), ``config.json`` (the training config, reps, groups and
+normalization: everything needed to rebuild the model) and ``history.json`` (per-epoch
+losses, regularizers and strengths). It is written next to its final place and renamed
+into place only when complete (:mod:`softequiv.atomic`), so an interrupted or failed run,
+with ``--overwrite`` too, leaves an earlier run at that path intact and loadable.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -17,12 +20,14 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from softequiv.atomic import atomic_directory
 from softequiv.data.base import Dataset
 from softequiv.errors import InputError
-from softequiv.report import build_report, plot_levels
+from softequiv.plots import plot_levels
+from softequiv.report import build_report
 from softequiv.train import Problem, TrainConfig, TrainResult, build_model, fit
 
-RUN_FILES = ("report.json", "levels.png", "model.safetensors", "config.json")
+RUN_FILES = ("report.json", "levels.png", "model.safetensors", "config.json", "history.json")
 
 
 @dataclass
@@ -34,16 +39,21 @@ class Discovery:
 
 
 def prepare_output(out: str | Path, *, overwrite: bool = False) -> Path:
-    """Check the output directory before any work, so a failed run leaves nothing that
-    looks valid: it must be absent, empty, or ``overwrite`` must be set."""
+    """Check the output directory before any work: it must be absent, empty, or
+    ``overwrite`` must be set. Nothing is deleted here; :func:`save_run` replaces the
+    directory only once the new run is complete."""
     path = Path(out)
     if path.exists() and not path.is_dir():
         raise InputError(f"output path {str(path)!r} exists and is not a directory")
-    if path.is_dir() and any(path.iterdir()):
-        if not overwrite:
-            raise InputError(f"output directory {str(path)!r} is not empty; "
-                             "pass --overwrite to replace it")
-        shutil.rmtree(path)
+    if path.is_dir() and any(path.iterdir()) and not overwrite:
+        raise InputError(f"output directory {str(path)!r} is not empty; "
+                         "pass --overwrite to replace it")
+    ancestor = path.absolute().parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
+        raise InputError(f"cannot create {str(path)!r}: {str(ancestor)!r} is not a writable "
+                         "directory")
     return path
 
 
@@ -55,9 +65,14 @@ def discover(dataset: Dataset, config: TrainConfig) -> Discovery:
 
 
 def save_run(discovery: Discovery, out: str | Path, *, extra_config: dict | None = None) -> Path:
-    """Write the run directory; files appear only once everything was computed."""
-    path = Path(out)
-    path.mkdir(parents=True, exist_ok=True)
+    """Write the run directory ``out`` (RUN_FILES) atomically: into a temporary sibling
+    that replaces ``out``, and whatever ``out`` held, only once every file is written."""
+    with atomic_directory(out) as tmp:
+        _write_run_files(discovery, tmp, extra_config)
+    return Path(out)
+
+
+def _write_run_files(discovery: Discovery, path: Path, extra_config: dict | None) -> None:
     result = discovery.result
     problem = result.problem
     config = {
@@ -81,7 +96,6 @@ def save_run(discovery: Discovery, out: str | Path, *, extra_config: dict | None
     (path / "history.json").write_text(json.dumps(result.history))
     plot_levels(discovery.report, path / "levels.png")
     (path / "report.json").write_text(json.dumps(discovery.report, indent=2))
-    return path
 
 
 def _json_default(value: object) -> object:

@@ -1,11 +1,8 @@
-"""What a run discovered: per-group levels and verdicts, the ranking, the report.json
-schema and the levels plot."""
+"""What a run discovered: per-group levels and verdicts, the ranking and the report.json
+schema (the levels plot is in :mod:`softequiv.plots`)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import numpy as np
 import torch
 
 from softequiv.data.base import TEST
@@ -100,41 +97,3 @@ def _cost(evidence: dict | None) -> str:
         return "-"
     low, high = evidence["interval"]
     return f"{evidence['value']:.3g} [{low:.3g}, {high:.3g}]"
-
-
-def plot_levels(report: dict, path: Path) -> None:
-    """levels.png: per group, the final lambda, R_j, and model vs true equivariance error."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    groups = report["groups"]
-    names = [g["name"] for g in groups]
-    x = np.arange(len(names))
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
-    panels = [("lambda", "final strength λ_j", axes[0]),
-              ("regularizer", "regularizer R_j", axes[1])]
-    for key, title, ax in panels:
-        values = [g[key] if g[key] is not None else np.nan for g in groups]
-        ax.bar(x, values, color="tab:blue")
-        ax.set_title(title)
-        if key == "regularizer" and np.nanmin(np.where(np.isnan(values), np.inf, values)) > 0:
-            ax.set_yscale("log")
-    ax = axes[2]
-    model_err = [g["model_error"] for g in groups]
-    true_err = [g["true_error"] if g["true_error"] is not None else np.nan for g in groups]
-    ax.bar(x - 0.2, np.maximum(model_err, 1e-12), 0.4, label="model")
-    if not np.all(np.isnan(true_err)):
-        ax.bar(x + 0.2, np.maximum(np.nan_to_num(true_err, nan=1e-12), 1e-12), 0.4,
-               label="ground truth")
-    ax.set_yscale("log")
-    ax.set_title("relative equivariance error")
-    ax.legend(fontsize=8)
-    for ax in axes:
-        ax.set_xticks(x, [f"{g['name']}\n{g.get('verdict', '')}" for g in groups],
-                      rotation=20, ha="right", fontsize=8)
-    fig.suptitle(f"{report['dataset']} · {report['method']} · test MSE {report['test_mse']:.3g}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)

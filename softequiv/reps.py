@@ -231,14 +231,15 @@ def uniform_rep(ch: int, group: Group) -> Rep:
     coordinates; subtract (r+1) * d^r and repeat until nothing is left. For orthogonal
     groups T(r) is used as is; otherwise the copies of rank r are split over T(p, r-p) in
     proportion to the binomial coefficients, since V and V* then differ. The total size is
-    exactly ``ch`` (the final step always fits with r = 0).
+    exactly ``ch`` (the final step always fits with r = 0). On R^1 every T(r) has one
+    coordinate, so the rule alone would reach rank ch - 2; ranks stop at 2 there.
     """
     d = group.d
     counts: dict[int, int] = {}
     remaining = int(ch)
     while remaining > 0:
         r = 0
-        while (r + 2) * d ** (r + 1) <= remaining:
+        while (r + 2) * d ** (r + 1) <= remaining and (d > 1 or r < 2):
             r += 1
         for rank in range(r + 1):
             counts[rank] = counts.get(rank, 0) + d ** (r - rank)

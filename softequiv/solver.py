@@ -28,6 +28,7 @@ import scipy.sparse.linalg as spla
 import torch
 from torch import nn
 
+from softequiv import checks
 from softequiv.groups import Group
 from softequiv.reps import DUAL, Rep, TensorType
 
@@ -248,7 +249,9 @@ _GROUPS_BY_KEY: dict[str, Group] = {}
 def type_basis(out_type: TensorType, in_type: TensorType, group: Group,
                tol: float = DEFAULT_TOL) -> np.ndarray:
     """Orthonormal basis ``[dim_out*dim_in, k]`` (float64) of equivariant maps between two
-    tensor types, for W flattened row-major. Cached by the generators, not the name."""
+    tensor types, for W flattened row-major. Cached by the generators, not the name.
+    ``tol`` must lie in (0, 1): at 1 or above every direction would count as null."""
+    tol = checks.number("tol", tol, low=0, high=1, open_low=True, open_high=True)
     factors = TensorType(out_type.factors + in_type.dual().factors)
     factors = factors.canonical(group.is_orthogonal).factors
     _GROUPS_BY_KEY.setdefault(group.key, group)

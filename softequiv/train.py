@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from softequiv import verdicts
+from softequiv import checks, verdicts
 from softequiv.data.base import TEST, TRAIN, VALID, Dataset
 from softequiv.data.normalize import RepScaler
 from softequiv.errors import InputError
@@ -32,9 +32,10 @@ from softequiv.regularizers import equivariance_error, sample_penalty
 from softequiv.reps import Rep
 from softequiv.solver import Projector, StackedProjectors
 from softequiv.spec import parse_groups, parse_rep
-from softequiv.tuning import StrengthTuner
+from softequiv.tuning import RULES, StrengthTuner
 
 METHODS = ("per", "mlp", "emlp", "rpp", "mixed-rpp", "aug", "sample", "fa")
+PENALTIES = ("decoupled", "coupled")
 
 
 @dataclass
@@ -88,28 +89,42 @@ class TrainConfig:
     torch_compile: bool = False
 
     def resolved(self) -> TrainConfig:
-        """A copy with the defaults that depend on other values filled in, and values
-        checked."""
-        if self.method not in METHODS:
-            raise InputError(f"unknown method {self.method!r}; choose from {', '.join(METHODS)}")
-        if self.epochs < 1:
-            raise InputError(f"--epochs must be at least 1, got {self.epochs}")
-        if self.penalty not in ("decoupled", "coupled"):
-            raise InputError(f"unknown penalty mode {self.penalty!r}; use decoupled or coupled")
-        if self.batch_size < 1 or self.ch < 1 or self.layers < 1 or self.lr <= 0:
-            raise InputError("batch size, ch, layers and lr must be positive")
-        if self.refit_steps < 1:
-            raise InputError(f"--refit-steps must be at least 1, got {self.refit_steps}")
-        if self.rule_steps < 1:
-            raise InputError(f"rule_steps must be at least 1, got {self.rule_steps}")
+        """A copy with the defaults that depend on other values filled in, and every value
+        checked (InputError naming the setting)."""
         out = copy.copy(self)
-        out.p = self.p if self.p is not None else 2.0
-        out.rule = self.rule if self.rule is not None else "error"
-        out.refit_lr = self.refit_lr if self.refit_lr is not None else self.lr / 10
-        out.t_adj = self.t_adj if self.t_adj is not None else max(1, self.epochs // 4)
-        out.window = self.window if self.window is not None else max(1, out.t_adj // 2)
-        if out.select_after is None:
-            out.select_after = min(2 * out.t_adj, self.epochs - 1)
+        out.method = checks.choice("method", self.method, METHODS)
+        out.penalty = checks.choice("penalty", self.penalty, PENALTIES)
+        out.epochs = checks.integer("epochs", self.epochs, minimum=1)
+        out.lr = checks.number("lr", self.lr, low=0, open_low=True)
+        out.batch_size = checks.integer("batch_size", self.batch_size, minimum=1)
+        out.ch = checks.integer("ch", self.ch, minimum=1)
+        out.layers = checks.integer("layers", self.layers, minimum=1)
+        out.weight_decay = checks.number("weight_decay", self.weight_decay, low=0)
+        out.rpp_free_decay = checks.number("rpp_free_decay", self.rpp_free_decay, low=0)
+        out.lambda_init = checks.number("lambda_init", self.lambda_init, low=0)
+        out.lambda_probe = checks.number("lambda_probe", self.lambda_probe, low=0,
+                                         optional=True)
+        out.patience = checks.integer("patience", self.patience, minimum=1, optional=True)
+        out.group = checks.integer("group", self.group, minimum=0)
+        out.seed = checks.integer("seed", self.seed, minimum=0, maximum=2**32 - 1)
+        out.threads = checks.integer("threads", self.threads, minimum=1, optional=True)
+        for name in ("damp_gradients", "normalize", "snap", "progress"):
+            setattr(out, name, checks.boolean(name, getattr(self, name)))
+        checks.resolve_device(self.device)
+        out.p = checks.number("p", self.p if self.p is not None else 2.0, low=0)
+        out.rule = checks.choice("rule", self.rule if self.rule is not None else "error", RULES)
+        out.refit_steps = checks.integer("refit_steps", self.refit_steps, minimum=1)
+        out.rule_steps = checks.integer("rule_steps", self.rule_steps, minimum=1)
+        out.refit_lr = checks.number("refit_lr", self.refit_lr if self.refit_lr is not None
+                                     else out.lr / 10, low=0, open_low=True)
+        t_adj = self.t_adj if self.t_adj is not None else max(1, out.epochs // 4)
+        out.t_adj = checks.integer("t_adj", t_adj, minimum=1, maximum=out.epochs)
+        window = self.window if self.window is not None else max(1, out.t_adj // 2)
+        out.window = checks.integer("window", window, minimum=1, maximum=out.t_adj)
+        select_after = (self.select_after if self.select_after is not None
+                        else min(2 * out.t_adj, out.epochs - 1))
+        out.select_after = checks.integer("select_after", select_after, minimum=0,
+                                          maximum=out.epochs - 1)
         return out
 
 
@@ -185,12 +200,6 @@ def build_model(problem: Problem, config: TrainConfig) -> nn.Module:
 
 def soft_layers(model: nn.Module) -> list[SoftLayer]:
     return [m for m in model.modules() if isinstance(m, SoftLayer)]
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 @dataclass
@@ -275,7 +284,7 @@ class Training:
         torch.manual_seed(config.seed)
         np.random.seed(config.seed)
         self.problem, self.config = problem, config
-        self.device = device = _device(config.device)
+        self.device = device = checks.resolve_device(config.device)
         self.model = build_model(problem, config).to(device)
         self.forward = compiled(self.model) if config.torch_compile else self.model
         self.layers = soft_layers(self.model)

@@ -162,12 +162,85 @@ def test_too_few_rows_to_split(capsys, tmp_path, table):
 
 def test_zero_epochs(capsys, tmp_path, csv_file):
     fails(capsys, discover_args(csv_file, tmp_path / "run", "--epochs", "0"),
-          "--epochs must be at least 1", out=tmp_path / "run")
+          "--epochs", "must be an integer >= 1, got 0", out=tmp_path / "run")
+
+
+# One bad value per numeric or device flag: one line, exit 2, checked when parsed (before
+# any data is read: the data file here does not even exist).
+BAD_DISCOVER_FLAGS = [
+    ("--epochs", "-3", "integer >= 1"), ("--epochs", "2.5", "must be an integer"),
+    ("--lr", "0", "> 0"), ("--lr", "nan", "finite"), ("--batch-size", "0", ">= 1"),
+    ("--ch", "0", ">= 1"), ("--layers", "0", ">= 1"), ("--wd", "-1", ">= 0"),
+    ("--lambda-init", "-5", ">= 0"), ("--lambda-init", "inf", "finite"),
+    ("--t-adj", "0", ">= 1"), ("--window", "0", ">= 1"), ("--p", "-2", ">= 0"),
+    ("--patience", "0", ">= 1"), ("--seed", "-1", "in [0, 4294967295]"),
+    ("--threads", "0", ">= 1"), ("--threads", "two", "must be an integer"),
+    ("--masses", "0", ">= 1"), ("--trajectories", "0", ">= 1"), ("--seconds", "0", "> 0"),
+    ("--noise", "inf", "finite"), ("--rule", "best", "invalid choice"),
+    ("--method", "svm", "invalid choice"), ("--penalty", "both", "invalid choice"),
+    ("--device", "gpu", "unknown device 'gpu'"), ("--device", "tpu", "unknown device"),
+]
+
+
+@pytest.mark.parametrize("flag, value, words", BAD_DISCOVER_FLAGS)
+def test_bad_discover_flag(capsys, tmp_path, flag, value, words):
+    args = discover_args(tmp_path / "never-read.csv", tmp_path / "run", f"{flag}={value}")
+    fails(capsys, args, f"argument {flag}", words, out=tmp_path / "run")
+
+
+def test_device_cuda_without_cuda(capsys, tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    args = discover_args(tmp_path / "never-read.csv", tmp_path / "run", "--device", "cuda")
+    fails(capsys, args, "--device", "'cuda' is not available", "use cpu or auto")
+    args = discover_args(tmp_path / "never-read.csv", tmp_path / "run", "--device", "cuda:1")
+    fails(capsys, args, "--device", "'cuda:1' is not available")
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--epochs", "4", "--t-adj", "9"], ["--t-adj", "in [1, 4], got 9"]),
+    (["--epochs", "8", "--t-adj", "2", "--window", "3"], ["--window", "in [1, 2], got 3"]),
+])
+def test_settings_that_depend_on_each_other(capsys, tmp_path, csv_file, extra, words):
+    fails(capsys, discover_args(csv_file, tmp_path / "run", *extra), *words,
+          out=tmp_path / "run")
+
+
+@pytest.mark.parametrize("args, words", [
+    (["basis", "--group", "O(3)", "--rep-in", "Vector", "--rep-out", "Scalar", "--tol=1"],
+     ["argument --tol", "in (0, 1), got 1.0"]),
+    (["basis", "--group", "O(3)", "--rep-in", "Vector", "--rep-out", "Scalar", "--tol=-1"],
+     ["argument --tol", "in (0, 1)"]),
+    (["bench", "--task", "inertia", "--seeds", "0"], ["argument --seeds", ">= 1"]),
+    (["bench", "--task", "inertia", "--epochs", "0"], ["argument --epochs", ">= 1"]),
+    (["bench", "--task", "inertia", "--workers", "0"], ["argument --workers", ">= 1"]),
+    (["bench", "--task", "inertia", "--first-seed", "-1"], ["argument --first-seed", ">= 0"]),
+    (["data", "mujoco", "--trajectories", "0"], ["argument --trajectories", ">= 1"]),
+    (["data", "mujoco", "--seconds", "-1"], ["argument --seconds", "> 0"]),
+    (["data", "mujoco", "--seed", "-1"], ["argument --seed", "in [0, "]),
+    (["data", "mujoco", "--env", "cheetah"], ["argument --env", "invalid choice"]),
+    (["data", "smoke", "--grid", "4", "--out", "s.npz"], ["argument --grid", ">= 8"]),
+    (["data", "smoke", "--steps", "2", "--out", "s.npz"], ["argument --steps", ">= 4"]),
+    (["data", "smoke", "--k", "0", "--out", "s.npz"], ["argument --k", ">= 1"]),
+    (["data", "smoke", "--level", "5", "--out", "s.npz"], ["argument --level", "in [0, 4]"]),
+    (["data", "smoke", "--asymmetry", "nan", "--out", "s.npz"], ["argument --asymmetry",
+                                                                   "finite"]),
+    (["data", "smoke", "--seed", "-2", "--out", "s.npz"], ["argument --seed"]),
+])
+def test_bad_flags_of_other_commands(capsys, args, words):
+    fails(capsys, args, *words)
+
+
+def test_basis_tol_in_range_is_correct(capsys):
+    assert main(["basis", "--group", "O(3)", "--rep-in", "Vector", "--rep-out", "Scalar",
+                 "--json", "--tol", "0.5"]) == 0
+    assert '"dim": 0' in capsys.readouterr().out  # O(3) has no invariant linear functional
 
 
 def test_zero_refit_steps(capsys, tmp_path, csv_file):
     fails(capsys, discover_args(csv_file, tmp_path / "run", "--refit-steps", "0"),
-          "--refit-steps must be at least 1", out=tmp_path / "run")
+          "--refit-steps", "must be an integer >= 1, got 0", out=tmp_path / "run")
 
 
 def test_existing_output_directory(capsys, tmp_path, csv_file):
@@ -305,3 +378,15 @@ def test_discover_uses_one_default_rule_unless_the_user_sets_one(tmp_path):
     config = _train_config(parser.parse_args(base + ["--rule", "gradient", "--p", "3"]),
                            data).resolved()
     assert (config.rule, config.p) == ("gradient", 3.0)
+
+
+def test_a_cli_run_on_a_csv_loads_as_an_estimator_with_column_names(trained_run, table):
+    pd = pytest.importorskip("pandas")
+    from softequiv import SymmetryRegressor
+
+    _, run = trained_run
+    est = SymmetryRegressor.load(run)
+    assert list(est.feature_names_in_) == X_NAMES
+    frame = pd.DataFrame(table[:, :20], columns=X_NAMES)
+    expected = load_run(run).predict(table[:, :20])
+    assert np.array_equal(est.predict(frame[X_NAMES[::-1]]), expected)

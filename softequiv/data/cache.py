@@ -12,12 +12,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
+
+from softequiv.atomic import atomic_file
 
 __all__ = ["args_digest", "cache_dir", "write_atomic", "write_json", "write_npz"]
 
@@ -34,17 +35,12 @@ def args_digest(args: dict[str, Any]) -> str:
 
 
 def write_atomic(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
-    """Create ``path`` from what ``write`` puts in a binary file handle, atomically."""
+    """Create ``path`` from what ``write`` puts in a binary file handle, atomically
+    (:func:`softequiv.atomic.atomic_file`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path, "wb") as fh:
+        write(fh)
     return path
 
 
