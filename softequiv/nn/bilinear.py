@@ -48,9 +48,82 @@ class Term:
         return mix < contract
 
 
+Dims = tuple[tuple[int, int], ...]
+"""Axes of a view of features-first activations: (size, stride in rows) each, then the
+batch axis; stride 0 broadcasts."""
+
+
+class _Product:
+    """``into (+)= sum over the leading axes of a * b``, for views of three features-first
+    buffers given as (first row, axes). The views are single ``as_strided`` calls resolved
+    once per batch size; a leading axis of size 1 is dropped (no sum at all when none is
+    left: a fused multiply-add). Torch lays the product out like ``a`` (where ``a``
+    broadcasts, like ``b``); the operands are ordered so that the summed axes are adjacent in
+    that layout, since reducing over axes that are not is many times slower on CPU, and
+    ``buffered`` products (where no order gives that) are written contiguous first."""
+
+    def __init__(self, a: tuple[int, Dims], b: tuple[int, Dims], into: tuple[int, Dims],
+                 lead: int, *, add: bool):
+        (a_start, a_dims), (b_start, b_dims) = a, b
+        keep = [d for d in range(len(a_dims))
+                if d >= lead or max(a_dims[d][0], b_dims[d][0]) > 1]
+        self.lead = lead - sum(1 for d in range(lead) if d not in keep)
+        self.views = ((a_start, tuple(a_dims[d] for d in keep)),
+                      (b_start, tuple(b_dims[d] for d in keep)), into)
+        self.shape = tuple(max(a_dims[d][0], b_dims[d][0]) for d in keep)
+        self.add = add
+        self._resolved: dict[int, tuple] = {}
+        self.buffered = False
+        if self.lead > 1:  # where torch would lay the summed axes apart, materialize first
+            a, b = (torch.empty(_rows_spanned(dims) + start, 2).as_strided(size, stride, off)
+                    for (start, dims), (size, stride, off) in zip(self.views[:2],
+                                                                 self._views(2), strict=False))
+            product = a * b
+            self.buffered = not all(product.stride(d) == product.shape[d + 1] *
+                                    product.stride(d + 1) for d in range(self.lead - 1))
+
+    def _views(self, n: int) -> tuple:
+        if n not in self._resolved:
+            self._resolved[n] = tuple(
+                ((*(size for size, _ in dims), n), (*(stride * n for _, stride in dims), 1),
+                 start * n) for start, dims in self.views)
+        return self._resolved[n]
+
+    def __call__(self, a: torch.Tensor, b: torch.Tensor, into: torch.Tensor) -> None:
+        (a_size, a_stride, a_off), (b_size, b_stride, b_off), (i_size, i_stride, i_off) = \
+            self._views(a.shape[-1])
+        a = a.as_strided(a_size, a_stride, a.storage_offset() + a_off)
+        b = b.as_strided(b_size, b_stride, b.storage_offset() + b_off)
+        into = into.as_strided(i_size, i_stride, into.storage_offset() + i_off)
+        if not self.lead:
+            if self.add:
+                into.addcmul_(a, b)
+            else:
+                torch.mul(a, b, out=into)
+            return
+        if self.buffered:
+            product = torch.mul(a, b, out=a.new_empty((*self.shape, a.shape[-1])))
+        else:
+            product = a * b
+        dims = tuple(range(self.lead))
+        if self.add:
+            into.add_(product.sum(dims))
+        else:
+            torch.sum(product, dims, out=into)
+
+
+def _rows_spanned(dims: Dims) -> int:
+    """Rows a view with these axes reaches past its first one, plus one."""
+    return 1 + sum((size - 1) * stride for size, stride in dims)
+
+
+BROADCAST = (1, 0)
+
+
 class BilinearPlan:
     """The terms of one layer grouped for evaluation: ``contract`` terms by output type
-    (one matrix product each), ``mix`` terms by input type (one matrix product each).
+    (one matrix product each), ``mix`` terms by input type (one matrix product each), and
+    every term's per-sample contractions (forward and backward) as :class:`_Product`.
 
     ``offsets[t]`` is the first coordinate of type t in the features-first activations,
     whose types must be contiguous and in this order."""
@@ -61,21 +134,59 @@ class BilinearPlan:
         self.mix: dict[int, list[int]] = {}
         for i, t in enumerate(terms):
             (self.mix.setdefault(t.b, []) if t.mix else self.contract.setdefault(t.a, [])).append(i)
+        self.products: list[tuple[_Product, ...]] = [None] * len(terms)  # type: ignore[list-item]
+        for indices in self.contract.values():
+            row = 0
+            for i in indices:
+                self.products[i] = self._contract_products(terms[i], row)
+                row += terms[i].nb * terms[i].n_sel * terms[i].da
+        for indices in self.mix.values():
+            row = 0
+            for i in indices:
+                self.products[i] = self._mix_products(terms[i], row)
+                row += terms[i].na * terms[i].n_sel * terms[i].db
+
+    def _geometry(self, t: Term) -> tuple:
+        """The term's source S[c, i, j], input X[k, j] and output O[α, i] axes."""
+        s, da, db = t.n_sel, t.da, t.db
+        source = (self.offsets[t.s], {"c": (s, da * db), "i": (da, db), "j": (db, 1)})
+        inputs = (self.offsets[t.b], {"k": (t.nb, db), "j": (db, 1)})
+        outputs = (self.offsets[t.a], {"α": (t.na, da), "i": (da, 1)})
+        return source, inputs, outputs
+
+    def _contract_products(self, t: Term, row: int) -> tuple[_Product, ...]:
+        """contracted[k, c, i] = sum_j S[c, i, j] X[k, j] (rows from ``row`` of the output
+        type's buffer), and the backward products into dS and dX."""
+        source, inputs, _ = self._geometry(t)
+        c = (row, {"k": (t.nb, t.n_sel * t.da), "c": (t.n_sel, t.da), "i": (t.da, 1)})
+        return (_Product(_axes(inputs, "jkci"), _axes(source, "jkci"), _axes(c, "kci"), 1,
+                         add=False),
+                _Product(_axes(c, "kcij"), _axes(inputs, "kcij"), _axes(source, "cij"), 1,
+                         add=True),
+                _Product(_axes(c, "cikj"), _axes(source, "cikj"), _axes(inputs, "kj"), 2,
+                         add=True))
+
+    def _mix_products(self, t: Term, row: int) -> tuple[_Product, ...]:
+        """out[α, i] += sum_{c, j} S[c, i, j] M[α, c, j] (M the mixed copies, rows from
+        ``row`` of the input type's buffer), and the backward products into dS and dM."""
+        source, _, outputs = self._geometry(t)
+        m = (row, {"α": (t.na, t.n_sel * t.db), "c": (t.n_sel, t.db), "j": (t.db, 1)})
+        return (_Product(_axes(m, "cjαi"), _axes(source, "cjαi"), _axes(outputs, "αi"), 2,
+                         add=True),
+                _Product(_axes(outputs, "αcij"), _axes(m, "αcij"), _axes(source, "cij"), 1,
+                         add=True),
+                _Product(_axes(outputs, "iαcj"), _axes(source, "iαcj"), _axes(m, "αcj"), 1,
+                         add=False))
 
     def source(self, x: torch.Tensor, t: Term) -> torch.Tensor:
-        """The term's source copies, ``[n_sel, da, db, n]`` (a view)."""
+        """The term's source copies in features-first x, ``[n_sel, da, db, n]``."""
         start = self.offsets[t.s]
-        return x[start:start + t.n_sel * t.da * t.db].view(t.n_sel, t.da, t.db, x.shape[1])
+        return x[start:start + t.n_sel * t.da * t.db].reshape(t.n_sel, t.da, t.db, x.shape[1])
 
     def inputs(self, x: torch.Tensor, t: Term) -> torch.Tensor:
-        """The copies of the term's input type, ``[nb, db, n]`` (a view)."""
+        """The copies of the term's input type in features-first x, ``[nb, db, n]``."""
         start = self.offsets[t.b]
-        return x[start:start + t.nb * t.db].view(t.nb, t.db, x.shape[1])
-
-    def outputs(self, x: torch.Tensor, t: Term) -> torch.Tensor:
-        """The coordinates of the term's output type, ``[na, da, n]`` (a view)."""
-        start = self.offsets[t.a]
-        return x[start:start + t.na * t.da].view(t.na, t.da, x.shape[1])
+        return x[start:start + t.nb * t.db].reshape(t.nb, t.db, x.shape[1])
 
     def forward(self, x: torch.Tensor, params: tuple[torch.Tensor, ...]
                 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -86,30 +197,25 @@ class BilinearPlan:
         out = torch.zeros_like(x)
         saved: list[torch.Tensor] = []
         for a, indices in self.contract.items():
-            terms = [self.terms[i] for i in indices]
-            da, na = terms[0].da, terms[0].na
-            contracted = x.new_empty(sum(t.n_sel * t.nb for t in terms), da, n)
-            row = 0
-            for t in terms:
-                rows = contracted[row:row + t.n_sel * t.nb].view(t.n_sel, t.nb, da, n)
-                torch.sum(self.source(x, t)[:, None] * self.inputs(x, t)[None, :, None], 3,
-                          out=rows)
-                row += t.n_sel * t.nb
-            weights = torch.cat([params[i].permute(0, 2, 1).reshape(na, -1) for i in indices], 1)
-            out[self.offsets[a]:self.offsets[a] + na * da].view(na, da * n).addmm_(
-                weights, contracted.view(len(contracted), da * n))
+            t0 = self.terms[indices[0]]
+            contracted = x.new_empty(sum(self.terms[i].nb * self.terms[i].n_sel
+                                         for i in indices) * t0.da, n)
+            for i in indices:
+                self.products[i][0](x, x, contracted)
+            weights = (torch.cat([params[i].view(t0.na, -1) for i in indices], 1)
+                       if len(indices) > 1 else params[indices[0]].view(t0.na, -1))
+            start = self.offsets[a]
+            out[start:start + t0.na * t0.da].view(t0.na, -1).addmm_(
+                weights, contracted.view(weights.shape[1], -1))
             saved += [weights, contracted]
-        for _, indices in self.mix.items():
-            terms = [self.terms[i] for i in indices]
-            weights = torch.cat([params[i].permute(0, 2, 1).reshape(-1, t.nb)
-                                 for i, t in zip(indices, terms, strict=True)])
-            mixed = weights @ self.inputs(x, terms[0]).reshape(terms[0].nb, terms[0].db * n)
-            row = 0
-            for t in terms:
-                m = mixed[row:row + t.na * t.n_sel].view(t.na, 1, t.n_sel, t.db, n)
-                source = self.source(x, t).transpose(0, 1)[None]  # [1, i, c, j, n]
-                self.outputs(out, t).add_(_product_sum(source, m, 2, 2))
-                row += t.na * t.n_sel
+        for b, indices in self.mix.items():
+            t0 = self.terms[indices[0]]
+            weights = torch.cat([params[i].permute(0, 2, 1).reshape(-1, t0.nb) for i in indices])
+            start = self.offsets[b]
+            mixed = weights @ x[start:start + t0.nb * t0.db].view(t0.nb, -1)
+            mixed = mixed.view(-1, n)
+            for i in indices:
+                self.products[i][0](mixed, x, out)
             saved += [weights, mixed]
         return out, saved
 
@@ -117,45 +223,39 @@ class BilinearPlan:
                  grad_x: torch.Tensor) -> list[torch.Tensor]:
         """Adds the gradient of ``<grad, forward(x)>`` with respect to x into ``grad_x``
         and returns the gradients of the term weights (in their own shapes)."""
-        n = x.shape[1]
         grads: list[torch.Tensor | None] = [None] * len(self.terms)
         pos = 0
         for a, indices in self.contract.items():
             weights, contracted = saved[pos], saved[pos + 1]
             pos += 2
             t0 = self.terms[indices[0]]
-            g = grad[self.offsets[a]:self.offsets[a] + t0.na * t0.da].view(t0.na, t0.da * n)
-            grad_weights = g @ contracted.view(len(contracted), t0.da * n).T
-            grad_contracted = (weights.T @ g).view(len(contracted), t0.da, 1, n)
-            col = 0
+            start = self.offsets[a]
+            g = grad[start:start + t0.na * t0.da].view(t0.na, -1)
+            grad_contracted = (weights.T @ g).view(contracted.shape)
+            row = 0
             for i in indices:
                 t = self.terms[i]
-                gc = grad_contracted[col:col + t.n_sel * t.nb].view(t.n_sel, t.nb, t.da, 1, n)
-                self.source(grad_x, t).add_(_product_sum(gc, self.inputs(x, t)[None, :, None],
-                                                         1))
-                self.inputs(grad_x, t).add_(_product_sum(gc.transpose(0, 1),
-                                                         self.source(x, t)[None], 1, 2))
-                grads[i] = grad_weights[:, col:col + t.n_sel * t.nb].view(
-                    t.na, t.n_sel, t.nb).permute(0, 2, 1)
-                col += t.n_sel * t.nb
-        for _, indices in self.mix.items():
+                _, into_source, into_inputs = self.products[i]
+                into_source(grad_contracted, x, grad_x)
+                into_inputs(grad_contracted, x, grad_x)
+                width = t.nb * t.n_sel
+                grads[i] = (g @ contracted[row:row + width * t.da].view(width, -1).T).view(
+                    t.na, t.nb, t.n_sel)
+                row += width * t.da
+        for b, indices in self.mix.items():
             weights, mixed = saved[pos], saved[pos + 1]
             pos += 2
             t0 = self.terms[indices[0]]
             grad_mixed = torch.empty_like(mixed)
-            row = 0
             for i in indices:
-                t = self.terms[i]
-                g = self.outputs(grad, t).view(t.na, 1, t.da, 1, n)
-                m = mixed[row:row + t.na * t.n_sel].view(t.na, t.n_sel, 1, t.db, n)
-                self.source(grad_x, t).add_(_product_sum(g, m, 0))
-                torch.sum(g * self.source(x, t)[None], 2,
-                          out=grad_mixed[row:row + t.na * t.n_sel].view(t.na, t.n_sel, t.db, n))
-                row += t.na * t.n_sel
-            inputs = self.inputs(x, t0).reshape(t0.nb, t0.db * n)
-            grad_mixed = grad_mixed.view(len(mixed), t0.db * n)
+                _, into_source, into_mixed = self.products[i]
+                into_source(grad, mixed, grad_x)
+                into_mixed(grad, x, grad_mixed)
+            start = self.offsets[b]
+            inputs = x[start:start + t0.nb * t0.db].view(t0.nb, -1)
+            grad_mixed = grad_mixed.view(weights.shape[0], -1)
             grad_weights = grad_mixed @ inputs.T
-            self.inputs(grad_x, t0).view(t0.nb, t0.db * n).addmm_(weights.T, grad_mixed)
+            grad_x[start:start + t0.nb * t0.db].view(t0.nb, -1).addmm_(weights.T, grad_mixed)
             row = 0
             for i in indices:
                 t = self.terms[i]
@@ -165,14 +265,10 @@ class BilinearPlan:
         return grads
 
 
-def _product_sum(a: torch.Tensor, b: torch.Tensor, dim: int, count: int = 1) -> torch.Tensor:
-    """(a * b) summed over the ``count`` adjacent dims from ``dim`` (broadcasting), merged
-    into one first: a reduction over several dims that are not adjacent, or not merged,
-    is many times slower in torch on CPU."""
-    product = a * b
-    if count > 1:
-        product = product.flatten(dim, dim + count - 1)
-    return product.squeeze(dim) if product.shape[dim] == 1 else product.sum(dim)
+def _axes(view: tuple[int, dict[str, tuple[int, int]]], names: str) -> tuple[int, Dims]:
+    """A view's first row and the axes ``names`` in that order (absent ones broadcast)."""
+    start, axes = view
+    return start, tuple(axes.get(name, BROADCAST) for name in names)
 
 
 class BilinearFunction(torch.autograd.Function):

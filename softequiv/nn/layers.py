@@ -400,6 +400,7 @@ class GatedNonlinearity(nn.Module):
                     next_gate += 1
                 offset += k
         self.register_buffer("gate_index", gate, persistent=False)
+        self._sigmoids = int(gate.max()) + 1 if len(gate) else 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch = x.shape[:-1]
@@ -408,17 +409,18 @@ class GatedNonlinearity(nn.Module):
 
     def forward_columns(self, x: torch.Tensor) -> torch.Tensor:
         """The layer on features-first x ``[gates + size, n]``, ``[size, n]``."""
-        return _Gate.apply(x, self.gate_index, self.gates)
+        return _Gate.apply(x, self.gate_index, self.gates, self._sigmoids)
 
 
 class _Gate(torch.autograd.Function):
-    """``x[gates:] * sigmoid(x[gate_index])`` on features-first x: the sigmoid taken once
-    per gate and scalar row, and a backward pass that writes the input gradient once."""
+    """``x[gates:] * sigmoid(x[gate_index])`` on features-first x (every index below
+    ``sigmoids``): the sigmoid taken once per gate and scalar row, and a backward pass that
+    writes the input gradient once."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, gate_index: torch.Tensor,  # noqa: ANN001
-                gates: int) -> torch.Tensor:
-        sig = torch.sigmoid(x[:int(gate_index.max()) + 1] if len(gate_index) else x[:0])
+                gates: int, sigmoids: int) -> torch.Tensor:
+        sig = torch.sigmoid(x[:sigmoids])
         expanded = sig.index_select(0, gate_index)
         ctx.gates = gates
         ctx.save_for_backward(x, sig, expanded, gate_index)
@@ -433,7 +435,7 @@ class _Gate(torch.autograd.Function):
         grad_x[:ctx.gates].zero_()
         grad_sig = torch.zeros_like(sig).index_add_(0, gate_index, grad * x[ctx.gates:])
         grad_x[:len(sig)] += torch.ops.aten.sigmoid_backward(grad_sig, sig)
-        return grad_x, None, None
+        return grad_x, None, None, None
 
 
 @contextmanager
