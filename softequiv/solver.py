@@ -550,10 +550,11 @@ class StackedProjectors:
                 group_of = np.repeat(np.arange(self.n_groups), ks)
                 blocks = len(index) // basis.shape[0]
                 groups.append(np.tile(group_of, m * blocks))
-                slots.append((np.repeat(rows[:, 0], blocks * len(group_of)) * self.n_groups
-                              + groups[-1]))
-                steps.append((basis.to(device, torch.float64), entry, m * len(index), coeff,
-                              m * blocks * len(group_of), m * blocks))
+                slots.append(np.repeat(rows[:, 0], blocks * len(group_of)) * self.n_groups
+                              + groups[-1])
+                steps.append((basis.to(device, torch.float64), basis.to(device, torch.float32),
+                               entry, m * len(index), coeff, m * blocks * len(group_of),
+                               m * blocks))
                 entry += m * len(index)
                 coeff += m * blocks * len(group_of)
 
@@ -579,18 +580,23 @@ class StackedProjectors:
         residual = torch.zeros_like(columns)
         if not steps:
             return columns.new_zeros(m, self.n_groups, dtype=torch.float64), residual
-        entries = columns.reshape(-1).index_select(0, positions).double()
+        gathered = columns.reshape(-1).index_select(0, positions)
+        entries = gathered.double()
         coeffs = entries.new_empty(len(group_of))
-        for basis, start, count, c_start, c_count, rows in steps:
+        for basis, _, start, count, c_start, c_count, rows in steps:
             torch.mm(entries[start:start + count].view(rows, -1), basis,
                      out=coeffs[c_start:c_start + c_count].view(rows, basis.shape[1]))
         norm = entries.new_zeros(m).index_add_(0, row_of_entry, entries.square())
         kept = entries.new_zeros(m * self.n_groups).index_add_(0, slot, coeffs.square())
         penalty = norm[:, None] - kept.view(m, self.n_groups)
-        pulled = coeffs * weights.index_select(0, group_of)
-        out = entries * weights.sum()
-        for basis, start, count, c_start, c_count, rows in steps:
+        # the residual needs no more precision than the tensors it updates
+        pulled = (coeffs * weights.index_select(0, group_of)).to(columns.dtype)
+        out = gathered * weights.sum().to(columns.dtype)
+        for basis64, basis32, start, count, c_start, c_count, rows in steps:
+            basis = {torch.float64: basis64, torch.float32: basis32}.get(columns.dtype)
+            if basis is None:
+                basis = basis64.to(columns.dtype)
             out[start:start + count].view(rows, -1).addmm_(
                 pulled[c_start:c_start + c_count].view(rows, basis.shape[1]), basis.T, alpha=-1)
-        residual.view(-1).index_copy_(0, positions, out.to(columns.dtype))
+        residual.view(-1).index_copy_(0, positions, out)
         return (0.5 * penalty).clamp_min(0.0), residual
