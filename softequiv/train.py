@@ -321,7 +321,7 @@ def fit(problem: Problem, config: TrainConfig) -> TrainResult:
                   "lambdas": list(tuner.lambdas) if tuner else None}
         history.append(record)
         if selecting and valid < best[0]:
-            best = (valid, epoch, copy.deepcopy(model.state_dict()))
+            best = (valid, epoch, _snapshot(model, layers))
         bar.set_postfix_str(f"train {epoch_loss:.4f}" + (
             f" valid {valid:.4f}" if valid is not None else "") + (
             " λ " + "/".join(f"{v:.3g}" for v in tuner.lambdas[1:]) if tuner else ""))
@@ -329,13 +329,31 @@ def fit(problem: Problem, config: TrainConfig) -> TrainResult:
             break
     bar.close()
     if best[2] is not None:
-        model.load_state_dict(best[2])
+        _restore(model, best[2])
     model.eval()
     snapped_to = None
     if config.snap and config.method in ("per", "sample") and layers:
         snapped_to = snap_to_best_group(model, layers, Xva, Yva)
     return TrainResult(model, problem, config, tuner, history, best[1],
                        time.perf_counter() - start, snapped_to)
+
+
+def _snapshot(model: nn.Module, layers: list[SoftLayer]) -> dict[str, torch.Tensor]:
+    """Copies of the state that training changes, for model selection: the state_dict less
+    the soft layers' projectors (constant bases, most of its bytes)."""
+    constant = {id(t) for layer in layers for projector in (layer.weight_projector,
+                                                              layer.bias_projector)
+                if isinstance(projector, nn.Module) for t in projector.buffers()}
+    return {name: t.detach().clone() for name, t in model.state_dict(keep_vars=True).items()
+            if id(t) not in constant}
+
+
+def _restore(model: nn.Module, snapshot: dict[str, torch.Tensor]) -> None:
+    """Copies a :func:`_snapshot` back into the model's tensors."""
+    with torch.no_grad():
+        for name, t in model.state_dict(keep_vars=True).items():
+            if name in snapshot:
+                t.copy_(snapshot[name])
 
 
 def snapped_mses(model: nn.Module, n_groups: int, X: torch.Tensor,

@@ -355,6 +355,14 @@ def test_bilinear_layer_on_a_rep_with_types_not_contiguous():
     assert rel_error(layer, x, G.O(3), rep, rep, n_g=2) < TOL[torch.float64]
 
 
+def test_gated_nonlinearity_gradient():
+    """The gate's hand-written backward pass passes gradcheck (float64)."""
+    layer = GatedNonlinearity(HIDDEN, G.O(3))
+    x = torch.randn(5, gated(HIDDEN).size(3), generator=gen(7), dtype=torch.float64,
+                    requires_grad=True)
+    assert torch.autograd.gradcheck(layer, (x,))
+
+
 @pytest.mark.parametrize("group", [G.O(3), G.SO(3), G.O2xz()], ids=lambda g: g.name)
 def test_gated_nonlinearity_is_equivariant(group):
     rep_in, rep_out = gated(HIDDEN), HIDDEN
