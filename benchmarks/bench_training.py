@@ -3,18 +3,21 @@
 (a) PER seconds per epoch on inertia at the published reference size (1000 training
     points, batch 500, ch 128, 4 linear layers, 4 groups, one torch thread): the marginal
     epoch time (fit with 2E epochs minus fit with E, over E: set-up and the final snap not
-    counted), of this tree and of a baseline revision (default ``2497377``, the tree before
-    issue 13, extracted with ``git archive``), each in its own process, alternating over
-    rounds; medians and their ratio, and the ratio to the published JAX code's epoch.
+    counted), of this tree and of a baseline revision (default ``db836aa``, the tree before
+    the hand-written bilinear layer, extracted with ``git archive``), each in its own
+    process, alternating over rounds; medians and their ratio, and the ratio to the published
+    JAX code's epoch.
 (b) One training step (forward+backward, penalty and damping, Adam) of non-orthogonal
     ambient groups against O(3) at the same ch and reps (3*Vector -> Scalar), interleaved.
 (c) ``torch.compile`` on the CPU: compile seconds (inductor caches compiled code on disk, so
     a second run compiles much faster) and the compiled forward+backward against eager, at
     ch 128; and the PER epoch of (a) with ``torch_compile=True`` (compiling not counted).
 (d) Seconds per epoch of the other methods (this tree, marginal as in (a)).
+(e) Accuracy: test MSE of PER on the same inertia data after a fixed number of epochs
+    (``--accuracy-epochs``, no snap), seeds 0 and 1, for this tree and the baseline.
 
 Writes benchmarks/results/training.json. Run: ``.venv/bin/python benchmarks/bench_training.py``
-(``--rounds``, ``--epochs``, ``--baseline REV``).
+(``--rounds``, ``--epochs``, ``--accuracy-epochs``, ``--baseline REV``).
 """
 
 from __future__ import annotations
@@ -59,17 +62,36 @@ for method in sys.argv[2].split(","):
     out[method] = (run(2 * E, method) - run(E, method)) / E
 print(json.dumps(out))
 """
+ACCURACY_SCRIPT = """
+import json, sys, torch
+torch.set_num_threads(1)
+from softequiv.data.base import TEST
+from softequiv.data.synthetic import inertia
+from softequiv.train import Problem, TrainConfig, fit
+problem = Problem.build(inertia(axis="z", eps=0.3, seed=0))
+out = {}
+for seed in (0, 1):
+    config = TrainConfig(method="per", epochs=int(sys.argv[1]), ch=128, seed=seed,
+                         progress=False, snap=False)
+    out[seed] = fit(problem, config).mse(TEST)
+print(json.dumps(out))
+"""
 FAMILIES = {"O(3)": "O(3), O2xy", "Union(O(3), Scaling(3))":
             "Union(O(3), Scaling(3)), O(3), Scaling(3)",
             "SE(3)": "SE(3), Rot(3), Trans(3)", "O(1,3)": "O(1,3), SO+(1,3)"}
 
 
-def epoch_times(source: Path, epochs: int, methods: str) -> dict[str, float]:
-    """Marginal seconds per epoch of ``methods`` with the softequiv package under ``source``."""
+def in_tree(source: Path, script: str, *args: str) -> dict:
+    """The JSON that ``script`` prints last, run with the softequiv package under ``source``."""
     env = dict(os.environ, PYTHONPATH=str(source), OMP_NUM_THREADS="1")
-    done = subprocess.run([sys.executable, "-c", EPOCH_SCRIPT, str(epochs), methods], env=env,
+    done = subprocess.run([sys.executable, "-c", script, *args], env=env,
                           cwd=tempfile.gettempdir(), capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def epoch_times(source: Path, epochs: int, methods: str) -> dict[str, float]:
+    """Marginal seconds per epoch of ``methods`` with the softequiv package under ``source``."""
+    return in_tree(source, EPOCH_SCRIPT, str(epochs), methods)
 
 
 def baseline_tree(revision: str, into: Path) -> Path:
@@ -137,13 +159,18 @@ def compile_on_cpu(ch: int, repeats: int) -> dict:
                                        if med["compiled"] < med["eager"] else None)}
 
 
-def main(rounds: int = 3, epochs: int = 20, baseline: str = "2497377") -> dict:
+def main(rounds: int = 3, epochs: int = 20, baseline: str = "db836aa",
+         accuracy_epochs: int = 200) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         old_tree = baseline_tree(baseline, Path(tmp))
         current, previous = [], []
         for _ in range(rounds):
             current.append(epoch_times(ROOT, epochs, "per")["per"])
             previous.append(epoch_times(old_tree, epochs, "per")["per"])
+        accuracy = {"epochs": accuracy_epochs,
+                    "test_mse_this_tree": in_tree(ROOT, ACCURACY_SCRIPT, str(accuracy_epochs)),
+                    "test_mse_baseline": in_tree(old_tree, ACCURACY_SCRIPT,
+                                                 str(accuracy_epochs))}
     per, per_old = statistics.median(current), statistics.median(previous)
     others = epoch_times(ROOT, epochs, "emlp,rpp,mixed-rpp,mlp")
     with one_thread():
@@ -160,6 +187,7 @@ def main(rounds: int = 3, epochs: int = 20, baseline: str = "2497377") -> dict:
            "per_epoch_s": {"this_tree": per, "baseline": per_old, "rounds_this_tree": current,
                            "rounds_baseline": previous},
            "per_speedup_over_baseline": per_old / per,
+           "per_accuracy": accuracy,
            "other_methods_epoch_s": others,
            "jax_reference": JAX_REFERENCE,
            "per_speedup_over_jax": JAX_REFERENCE["epoch_s"] / per,
@@ -173,6 +201,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--baseline", default="2497377")
+    parser.add_argument("--baseline", default="db836aa")
+    parser.add_argument("--accuracy-epochs", type=int, default=200)
     args = parser.parse_args()
-    print(json.dumps(main(args.rounds, args.epochs, args.baseline), indent=2))
+    print(json.dumps(main(args.rounds, args.epochs, args.baseline, args.accuracy_epochs),
+                     indent=2))

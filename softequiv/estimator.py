@@ -118,7 +118,9 @@ class SymmetryRegressor(_RegressorMixin, _BaseEstimator):
     seed, device, threads
         Training settings, as in :class:`softequiv.train.TrainConfig` and the CLI's
         ``discover`` options (``t_adj=None`` means ``epochs // 4``), checked by ``fit``
-        (a bad value or a device this machine lacks raises InputError).
+        (a bad value or a device this machine lacks raises InputError). ``threads=None``
+        uses the CLI's default (:func:`softequiv.threads.default_threads`); either way
+        ``fit`` restores torch's previous thread count when it returns.
     progress : bool
         Show a progress bar on stderr while fitting.
 
@@ -217,6 +219,7 @@ class SymmetryRegressor(_RegressorMixin, _BaseEstimator):
         from softequiv.data.files import split_rows, validate_arrays
         from softequiv.discover import discover
         from softequiv.spec import parse_groups, parse_rep
+        from softequiv.threads import limited_threads
 
         config = self._train_config()
         if y is None:
@@ -248,7 +251,8 @@ class SymmetryRegressor(_RegressorMixin, _BaseEstimator):
         dataset = Dataset(name="array", X=X, Y=Y, rep_in=rep_in, rep_out=rep_out,
                           groups=[g.name for g in group_list], split=labels,
                           info={"x_names": x_names, "y_names": y_names})
-        self._discovery = discover(dataset, config)
+        with limited_threads(self.threads):
+            self._discovery = discover(dataset, config)
         self.result_ = self._discovery.result
         self.report_ = self._discovery.report
         self.model_ = self.result_.model

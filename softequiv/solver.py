@@ -520,10 +520,13 @@ class StackedProjectors:
         self.sizes = [p.shape[0] * p.shape[1] for p in projectors]
         self._plans: dict[tuple, tuple] = {}
 
-    def _plan(self, device: torch.device) -> tuple:
-        """The permutation that orders the entries of all non-trivial blocks by type pair,
-        and per type pair its basis, block count and coefficient groups (cached)."""
-        key = (str(device), tuple(p.generation for p in self.projectors))
+    def _plan(self, device: torch.device, m: int) -> tuple:
+        """For ``m`` stacked rows: the flat positions of the entries of all non-trivial
+        blocks, ordered by type pair, then row, then block (so each pair's entries of all
+        rows form one contiguous ``[m * blocks, entries]`` matrix); per type pair its basis
+        and the extents of its entries and coefficients; and for every coefficient its
+        group and its (row, group) slot of the penalty (cached)."""
+        key = (str(device), m, tuple(p.generation for p in self.projectors))
         if key not in self._plans:
             pairs: dict[tuple, tuple[torch.Tensor, tuple[int, ...], list[np.ndarray]]] = {}
             offset = 0
@@ -538,16 +541,30 @@ class StackedProjectors:
                     same = (da * db, ks, _content_key(basis))
                     pairs.setdefault(same, (basis, ks, []))[2].append(flat)
                 offset += size
-            steps, groups = [], []
+            positions, groups, slots, steps = [], [], [], []
+            entry, coeff = 0, 0
             for basis, ks, flats in pairs.values():
-                group_of = torch.repeat_interleave(torch.arange(self.n_groups),
-                                                   torch.tensor(ks, dtype=torch.long))
-                groups.append(group_of)
-                steps.append((torch.from_numpy(np.concatenate(flats)).to(device),
-                              basis.to(device, torch.float64), group_of.to(device)))
-            onehot = (torch.nn.functional.one_hot(torch.cat(groups), self.n_groups) if groups
-                      else torch.zeros(0, self.n_groups))
-            self._plans[key] = (steps, onehot.to(device, torch.float64))
+                index = np.concatenate(flats)
+                rows = np.arange(m)[:, None]
+                positions.append((rows * offset + index[None]).reshape(-1))
+                group_of = np.repeat(np.arange(self.n_groups), ks)
+                blocks = len(index) // basis.shape[0]
+                groups.append(np.tile(group_of, m * blocks))
+                slots.append(np.repeat(rows[:, 0], blocks * len(group_of)) * self.n_groups
+                              + groups[-1])
+                steps.append((basis.to(device, torch.float64), basis.to(device, torch.float32),
+                               entry, m * len(index), coeff, m * blocks * len(group_of),
+                               m * blocks))
+                entry += m * len(index)
+                coeff += m * blocks * len(group_of)
+
+            def tensor(parts: list[np.ndarray]) -> torch.Tensor:
+                values = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+                return torch.from_numpy(values.astype(np.int64)).to(device)
+
+            row_of_entry = tensor([np.repeat(np.arange(m), len(p) // m) for p in positions])
+            self._plans[key] = (steps, tensor(positions), row_of_entry, tensor(groups),
+                                tensor(slots))
         return self._plans[key]
 
     def residuals(self, columns: torch.Tensor,
@@ -555,22 +572,31 @@ class StackedProjectors:
         """For every row x of ``columns [m, N]``: the penalties 1/2 ||x - P_j x||^2 of every
         group ``[m, n_groups]`` (float64: ||x||^2 - ||Q_j^T x||^2 needs it) and the residual
         sum_j weights_j (x - P_j x) ``[m, N]`` (computed in float64, returned in the dtype of
-        ``columns``)."""
-        steps, onehot = self._plan(columns.device)
+        ``columns``). One gather and one scatter for all blocks, one matrix product per type
+        pair each way."""
         m = columns.shape[0]
+        steps, positions, row_of_entry, group_of, slot = self._plan(columns.device, m)
         weights = weights.to(columns.device, torch.float64)
         residual = torch.zeros_like(columns)
         if not steps:
             return columns.new_zeros(m, self.n_groups, dtype=torch.float64), residual
-        squares, norm = [], 0.0
-        total = weights.sum()
-        for index, basis, group_of in steps:
-            entries, k = basis.shape
-            block = columns.index_select(1, index).double().view(-1, entries)
-            coeffs = block @ basis
-            norm = norm + block.square().view(m, -1).sum(1, keepdim=True)
-            squares.append(coeffs.square().view(m, len(index) // entries, k).sum(1))
-            pulled = coeffs @ (basis * weights[group_of]).T
-            residual.index_copy_(1, index, (total * block - pulled).view(m, -1).to(columns))
-        penalty = norm - torch.cat(squares, 1) @ onehot
+        gathered = columns.reshape(-1).index_select(0, positions)
+        entries = gathered.double()
+        coeffs = entries.new_empty(len(group_of))
+        for basis, _, start, count, c_start, c_count, rows in steps:
+            torch.mm(entries[start:start + count].view(rows, -1), basis,
+                     out=coeffs[c_start:c_start + c_count].view(rows, basis.shape[1]))
+        norm = entries.new_zeros(m).index_add_(0, row_of_entry, entries.square())
+        kept = entries.new_zeros(m * self.n_groups).index_add_(0, slot, coeffs.square())
+        penalty = norm[:, None] - kept.view(m, self.n_groups)
+        # the residual needs no more precision than the tensors it updates
+        pulled = (coeffs * weights.index_select(0, group_of)).to(columns.dtype)
+        out = gathered * weights.sum().to(columns.dtype)
+        for basis64, basis32, start, count, c_start, c_count, rows in steps:
+            basis = {torch.float64: basis64, torch.float32: basis32}.get(columns.dtype)
+            if basis is None:
+                basis = basis64.to(columns.dtype)
+            out[start:start + count].view(rows, -1).addmm_(
+                pulled[c_start:c_start + c_count].view(rows, basis.shape[1]), basis.T, alpha=-1)
+        residual.view(-1).index_copy_(0, positions, out)
         return (0.5 * penalty).clamp_min(0.0), residual

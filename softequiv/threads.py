@@ -52,22 +52,31 @@ def set_threads(n: int | None = None) -> int:
 
 
 @contextmanager
-def one_thread() -> Iterator[None]:
-    """One torch (and BLAS) thread inside the block, as every benchmark run uses, restored
-    after it."""
+def limited_threads(n: int | None = None) -> Iterator[int]:
+    """``n`` torch (and BLAS) threads inside the block (default: :func:`default_threads`),
+    the previous settings restored after it; yields the number used."""
     import torch
 
+    n = default_threads() if n is None else int(n)
     before = torch.get_num_threads()
-    torch.set_num_threads(1)
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
         limits = None
-    else:
-        limits = threadpool_limits(1)
+    else:  # first: it also limits torch's OpenMP pool and restores what it found
+        limits = threadpool_limits(n)
+    torch.set_num_threads(n)
     try:
-        yield
+        yield n
     finally:
-        torch.set_num_threads(before)
         if limits is not None:
             limits.restore_original_limits()
+        torch.set_num_threads(before)
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """One torch (and BLAS) thread inside the block, as every benchmark run uses, restored
+    after it."""
+    with limited_threads(1):
+        yield

@@ -383,7 +383,7 @@ class Training:
                              "regularizers": regularizers.tolist(),
                              "lambdas": list(tuner.lambdas) if tuner else None})
         if selecting and valid < self.best[0]:
-            self.best = (valid, epoch, copy.deepcopy(self.model.state_dict()))
+            self.best = (valid, epoch, _snapshot(self.model, self.layers))
         self.bar.update(1)
         self.bar.set_postfix_str(f"train {loss:.4f}" + (
             f" valid {valid:.4f}" if valid is not None else "") + (
@@ -413,7 +413,7 @@ class Training:
         """Load the best validation epoch's weights (counted from ``select_after``)."""
         self.bar.close()
         if self.best[2] is not None:
-            self.model.load_state_dict(self.best[2])
+            _restore(self.model, self.best[2])
         self.model.eval()
 
     def refit_candidates(self) -> dict[int | None, Refit] | None:
@@ -655,6 +655,24 @@ def _weight_decay(params: list[nn.Parameter], free: set[int],
 
 def config_dict(config: TrainConfig) -> dict:
     return asdict(config)
+
+
+def _snapshot(model: nn.Module, layers: list[SoftLayer]) -> dict[str, torch.Tensor]:
+    """Copies of the state that training changes, for model selection: the state_dict less
+    the soft layers' projectors (constant bases, most of its bytes)."""
+    constant = {id(t) for layer in layers for projector in (layer.weight_projector,
+                                                              layer.bias_projector)
+                if isinstance(projector, nn.Module) for t in projector.buffers()}
+    return {name: t.detach().clone() for name, t in model.state_dict(keep_vars=True).items()
+            if id(t) not in constant}
+
+
+def _restore(model: nn.Module, snapshot: dict[str, torch.Tensor]) -> None:
+    """Copies a :func:`_snapshot` back into the model's tensors."""
+    with torch.no_grad():
+        for name, t in model.state_dict(keep_vars=True).items():
+            if name in snapshot:
+                t.copy_(snapshot[name])
 
 
 @dataclass

@@ -15,7 +15,9 @@ from softequiv.nn import SoftEMLP
 from softequiv.spec import parse_groups, parse_rep
 from softequiv.train import (
     _adam,
+    _restore,
     _shrink_factors,
+    _snapshot,
     _weight_and_bias,
     compiled,
     damp_gradients,
@@ -141,6 +143,56 @@ def test_thread_settings(monkeypatch):
     with threads.one_thread():
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == before
+    with threads.limited_threads() as n:
+        assert n == 4 and torch.get_num_threads() == 4
+    assert torch.get_num_threads() == before
+
+
+def test_estimator_uses_the_thread_policy_and_restores_threads(monkeypatch):
+    """SymmetryRegressor(threads=None) fits with the default policy (as the CLI does) and
+    leaves torch's thread count as it found it, also after an explicit count."""
+    from softequiv import SymmetryRegressor
+    from softequiv.data.synthetic import inertia
+
+    seen = []
+    monkeypatch.setattr(threads, "available_cpus", lambda: 4)
+    monkeypatch.setattr("softequiv.discover.discover", _record_threads(seen))
+    data = inertia(n=(30, 15, 15))
+    before = torch.get_num_threads()
+    for count, expected in ((None, 2), (3, 3)):
+        with pytest.raises(_Stop):
+            SymmetryRegressor("5*Scalar + 5*Vector", "T(2)", "O(3), O2xy", epochs=2, ch=16,
+                              threads=count).fit(data.X, data.Y)
+        assert seen[-1] == expected and torch.get_num_threads() == before
+
+
+class _Stop(Exception):
+    pass
+
+
+def _record_threads(seen: list[int]):
+    def discover(dataset, config):  # noqa: ARG001 - the signature of softequiv.discover
+        seen.append(torch.get_num_threads())
+        raise _Stop
+
+    return discover
+
+
+def test_model_selection_snapshot_copies_parameters_not_projector_bases():
+    """The best epoch's state is copied without the constant projector bases, and copying
+    it back restores every parameter exactly."""
+    model = network("inertia", dtype=torch.float32)
+    layers = model.linear_layers()
+    snapshot = _snapshot(model, layers)
+    assert not any("basis" in name for name in snapshot)
+    assert set(snapshot) >= {name for name, _ in model.named_parameters()}
+    saved = {name: p.detach().clone() for name, p in model.named_parameters()}
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    _restore(model, snapshot)
+    for name, p in model.named_parameters():
+        assert torch.equal(p, saved[name])
 
 
 def test_gpu_benchmark_runs_on_the_cpu(tmp_path):

@@ -18,9 +18,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from softequiv.groups import Group
+from softequiv.nn.bilinear import BilinearFunction, BilinearPlan, Term
 from softequiv.nn.soft import SoftLayer
 from softequiv.reps import VEC, Rep, Scalar, TensorType
-from softequiv.solver import DEFAULT_TOL, Projector, as_selector
+from softequiv.solver import DEFAULT_TOL, Projector
 
 
 def gated(rep: Rep) -> Rep:
@@ -82,6 +83,11 @@ class SoftLinear(SoftLayer):
         weight, bias = self.effective_weight()
         return F.linear(x, weight, bias)
 
+    def forward_columns(self, x: torch.Tensor) -> torch.Tensor:
+        """The layer on features-first x ``[n_in, n]``: ``W x + b``, ``[n_out, n]``."""
+        weight, bias = self.effective_weight()
+        return torch.addmm(bias[:, None], weight, x)
+
     def penalties(self) -> torch.Tensor:
         """Per-group projection penalty of the effective weights, float64 ``[n_groups]``."""
         weight, bias = self.effective_weight()
@@ -99,6 +105,7 @@ class EquivariantBilinear(nn.Module):
     a ⊗ b*; it is a learned combination of the copies of that same type found in x
     (at most dim(type) of them, as in EMLP). Exactly equivariant for any group whose
     reps are these tensor types, so under the ambient group and all its subgroups.
+    Evaluated features first by :class:`~softequiv.nn.bilinear.BilinearFunction`.
     """
 
     def __init__(self, rep: Rep, group: Group, *, scale: float = 0.1):
@@ -107,20 +114,15 @@ class EquivariantBilinear(nn.Module):
         orthogonal = group.is_orthogonal
         self.size = rep.size(d)
         index = rep.type_indices(d)
-        self._select: list[slice | str] = []
-        for t_i, idx in enumerate(index.values()):
-            sel = as_selector(idx)
-            if not isinstance(sel, slice):
-                self.register_buffer(f"idx{t_i}", idx, persistent=False)
-                sel = f"idx{t_i}"
-            self._select.append(sel)
-        self._contiguous = all(isinstance(s, slice) for s in self._select) and sorted(
-            (s.start, s.stop) for s in self._select) == [
-            (s.start, s.stop) for s in self._select]
+        order = torch.cat(list(index.values()))
+        self._permuted = not torch.equal(order, torch.arange(self.size))
+        if self._permuted:  # the plan needs every type's coordinates contiguous
+            self.register_buffer("_order", order, persistent=False)
+            self.register_buffer("_unorder", torch.argsort(order), persistent=False)
         types = list(index)
         copies = {t.canonical(orthogonal): t_i for t_i, t in enumerate(types) if t.rank > 0}
         self.params = nn.ParameterList()
-        self._terms: list[tuple[int, int, int, int, int, int, int, int]] = []
+        terms: list[Term] = []
         for a_i, a in enumerate(types):
             for b_i, b in enumerate(types):
                 key = TensorType(a.factors + b.dual().factors).canonical(orthogonal)
@@ -129,156 +131,28 @@ class EquivariantBilinear(nn.Module):
                 s_i = copies[key]
                 dim_t = types[s_i].dim(d)
                 n_sel = min(len(index[types[s_i]]) // dim_t, dim_t)
-                na, nb = len(index[a]) // a.dim(d), len(index[b]) // b.dim(d)
+                da, db = a.dim(d), b.dim(d)
+                na, nb = len(index[a]) // da, len(index[b]) // db
                 self.params.append(nn.Parameter(torch.randn(na, nb, n_sel) / math.sqrt(nb * n_sel)))
-                self._terms.append((a_i, b_i, s_i, n_sel, a.dim(d), b.dim(d), na, nb))
-        self._widths = [len(idx) for idx in index.values()]
-
-        self._orders = [_term_order(*term[3:]) for term in self._terms]
-        if not all(order.endswith("_columns") for order in self._orders):
-            # one layout per layer: mixing both costs transposes and a second assembly
-            self._orders = [_batch_first_order(*term[3:]) for term in self._terms]
-
-    def _split(self, x: torch.Tensor, dim: int) -> list[torch.Tensor]:
-        """The coordinates of every type of x along ``dim`` (views when each type's
-        coordinates are contiguous)."""
-        if self._contiguous:
-            return list(x.split(self._widths, dim=dim))
-        return [x.narrow(dim, sel.start, sel.stop - sel.start) if isinstance(sel, slice)
-                else x.index_select(dim, getattr(self, sel)) for sel in self._select]
-
-    @staticmethod
-    def _contract_input_first(src: torch.Tensor, xb: torch.Tensor, param: torch.Tensor,
-                              n_sel: int, da: int) -> torch.Tensor:
-        """Batch first (src ``[n, n_sel*da*db]``, xb ``[n, nb, db]``): per-sample products of
-        the source copies with xb, then one matmul with param; ``[n, na*da]``."""
-        n, nb, db = xb.shape
-        na = param.shape[0]
-        # contracted[n, c, i, k] = sum_j src[n, c, i, j] xb[n, k, j]
-        contracted = torch.bmm(src.reshape(n, n_sel * da, db), xb.transpose(1, 2))
-        contracted = contracted.reshape(n, n_sel, da, nb).transpose(1, 2)
-        # out[n, a, i] = sum_{c, k} param[a, k, c] contracted[n, i, c, k]
-        weights = param.permute(2, 1, 0).reshape(n_sel * nb, na)
-        out = (contracted.reshape(n * da, n_sel * nb) @ weights).reshape(n, da, na)
-        return out.transpose(1, 2).reshape(n, na * da)
-
-    @staticmethod
-    def _mix_copies_first(src: torch.Tensor, xb: torch.Tensor, param: torch.Tensor,
-                          n_sel: int, da: int) -> torch.Tensor:
-        """Batch first, the copies of xb mixed by param first; ``[n, na*da]``."""
-        n, nb, db = xb.shape
-        na = param.shape[0]
-        # mixed[n, j, a, c] = sum_k param[a, k, c] xb[n, k, j]
-        mixed = xb.transpose(1, 2).reshape(n * db, nb) @ param.transpose(0, 1).reshape(
-            nb, na * n_sel)
-        mixed = mixed.reshape(n, db, na, n_sel).permute(0, 3, 1, 2).reshape(n, n_sel * db, na)
-        # out[n, a, i] = sum_{c, j} src[n, c, i, j] mixed[n, (c, j), a]
-        src = src.reshape(n, n_sel, da, db).transpose(1, 2).reshape(n, da, n_sel * db)
-        return torch.bmm(src, mixed).transpose(1, 2).reshape(n, na * da)
-
-    @staticmethod
-    def _contract_columns(src: torch.Tensor, xb: torch.Tensor,
-                          param: torch.Tensor) -> torch.Tensor:
-        """Features first (src ``[n_sel, da, db, n]``, xb ``[nb, db, n]``): the per-sample
-        products as elementwise ops over the batch, then one matmul; ``[na, da, n]``."""
-        n_sel, da, _, n = src.shape
-        na, nb = param.shape[:2]
-        contracted = _product_sum(src[:, None], xb[None, :, None], 3)  # [c, k, i, n]
-        weights = param.permute(0, 2, 1).reshape(na, n_sel * nb)
-        return (weights @ contracted.reshape(n_sel * nb, da * n)).view(na, da, n)
-
-    @staticmethod
-    def _mix_columns(src: torch.Tensor, xb: torch.Tensor, param: torch.Tensor) -> torch.Tensor:
-        """Features first, the copies of xb mixed by param first; ``[na, da, n]``."""
-        n_sel, da, db, n = src.shape
-        na, nb = param.shape[:2]
-        mixed = param.permute(0, 2, 1).reshape(na * n_sel, nb) @ xb.reshape(nb, db * n)
-        return _product_sum(src[None], mixed.view(na, n_sel, 1, db, n), (1, 3))
+                terms.append(Term(a_i, b_i, s_i, n_sel, da, db, na, nb,
+                                  Term.cheaper_order(n_sel, da, db, na, nb)))
+        offsets = [0]
+        for idx in index.values():
+            offsets.append(offsets[-1] + len(idx))
+        self.plan = BilinearPlan(offsets, terms)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch = x.shape[:-1]
-        x = x.reshape(-1, self.size)
-        n = x.shape[0]
-        orders = set(self._orders)
-        rows = self._split(x, 1) if orders & {"contract", "mix"} else None
-        xt = x.T.contiguous() if orders & {"contract_columns", "mix_columns"} else None
-        columns = self._split(xt, 0) if xt is not None else None
-        by_rows: dict[int, torch.Tensor] = {}
-        by_columns: dict[int, torch.Tensor] = {}
-        for param, (a_i, b_i, s_i, n_sel, da, db, na, nb), order in zip(
-                self.params, self._terms, self._orders, strict=True):
-            param = self.scale * param
-            if order in ("contract", "mix"):
-                src, xb = rows[s_i][:, : n_sel * da * db], rows[b_i].reshape(n, nb, db)
-                fn = self._contract_input_first if order == "contract" else self._mix_copies_first
-                out, into = fn(src, xb, param, n_sel, da), by_rows
-            else:
-                src = columns[s_i][: n_sel * da * db].view(n_sel, da, db, n)
-                xb = columns[b_i].view(nb, db, n)
-                fn = self._contract_columns if order == "contract_columns" else self._mix_columns
-                out, into = fn(src, xb, param).reshape(na * da, n), by_columns
-            into[a_i] = out if a_i not in into else into[a_i] + out
-        result = None
-        if by_rows:
-            result = self._assemble(by_rows, x, 1)
-        if by_columns:
-            transposed = self._assemble(by_columns, xt, 0).T
-            result = transposed if result is None else result + transposed
-        if result is None:
-            result = torch.zeros_like(x)
-        return result.reshape(*batch, self.size)
+        out = self.forward_columns(x.reshape(-1, self.size).T)
+        return out.T.reshape(*batch, self.size)
 
-    def _assemble(self, pieces: dict[int, torch.Tensor], like: torch.Tensor,
-                  dim: int) -> torch.Tensor:
-        """The outputs of every type placed at their coordinates along ``dim`` (zeros for
-        types no term writes)."""
-        n = like.shape[1 - dim]
-
-        def zeros(width: int) -> torch.Tensor:
-            return like.new_zeros((width, n) if dim == 0 else (n, width))
-
-        if self._contiguous:
-            return torch.cat([pieces[t_i] if t_i in pieces else zeros(width)
-                              for t_i, width in enumerate(self._widths)], dim=dim)
-        result = zeros(self.size)
-        for a_i, value in pieces.items():
-            sel = self._select[a_i]
-            idx = (torch.arange(sel.start, sel.stop, device=like.device)
-                   if isinstance(sel, slice) else getattr(self, sel))
-            result = result.index_add(dim, idx, value)
-        return result
-
-
-def _product_sum(a: torch.Tensor, b: torch.Tensor, dims: int | tuple[int, ...]) -> torch.Tensor:
-    """(a * b) summed over ``dims`` (broadcasting), skipping the sum over size-1 dims."""
-    product = a * b
-    dims = (dims,) if isinstance(dims, int) else dims
-    if all(product.shape[d] == 1 for d in dims):
-        return product.squeeze(dims)
-    return product.sum(dims)
-
-
-BROADCAST_LIMIT = 512
-"""Per-sample elements of the product a features-first term may materialize before its
-sum; larger terms use batched matrix products instead (measured crossover, ch 128-384)."""
-
-
-def _term_order(n_sel: int, da: int, db: int, na: int, nb: int) -> str:
-    """How a bilinear term is evaluated: features first with elementwise products when
-    their temporary is small (or the input is scalar: mixed first, no sum at all), else
-    batch first with one small matrix product per sample; in either layout, contracting
-    with the input first or mixing its copies first, whichever is cheaper."""
-    if db == 1:
-        return "mix_columns"
-    contract_temp, mix_temp = n_sel * nb * da * db, na * n_sel * da * db
-    if min(contract_temp, mix_temp) <= BROADCAST_LIMIT:
-        return "contract_columns" if contract_temp <= mix_temp else "mix_columns"
-    return _batch_first_order(n_sel, da, db, na, nb)
-
-
-def _batch_first_order(n_sel: int, da: int, db: int, na: int, nb: int) -> str:
-    """The cheaper contraction order of a term evaluated batch first."""
-    return "contract" if n_sel * da * nb * (db + na) <= n_sel * db * na * (nb + da) else "mix"
+    def forward_columns(self, x: torch.Tensor, *, residual: bool = False) -> torch.Tensor:
+        """The layer on features-first x ``[size, n]``; with ``residual``, x plus it."""
+        if self._permuted:
+            x = x.index_select(0, self._order)
+        out = BilinearFunction.apply(x.contiguous(), self.plan, self.scale, residual,
+                                     *self.params)
+        return out.index_select(0, self._unorder) if self._permuted else out
 
 
 class InvariantScalars(nn.Module):
@@ -317,6 +191,10 @@ class InvariantScalars(nn.Module):
         if not self.mix.numel():
             return x
         return self.add_to_scalars(x, self.features(x) @ self.mix)
+
+    def forward_columns(self, x: torch.Tensor) -> torch.Tensor:
+        """The layer on features-first x ``[size, n]``."""
+        return self.forward(x.T).T
 
     def add_to_scalars(self, x: torch.Tensor, added: torch.Tensor) -> torch.Tensor:
         """x with ``added`` summed into its leading scalars."""
@@ -408,15 +286,19 @@ class NormRatios(InvariantScalars):
         if not self._types:
             return x
         batch, size = x.shape[:-1], x.shape[-1]
+        return self.forward_columns(x.reshape(-1, size).T).T.reshape(*batch, size)
+
+    def forward_columns(self, x: torch.Tensor) -> torch.Tensor:
+        if not self._types:
+            return x
         # features first: every gather below takes whole contiguous rows of the batch
-        xt = x.reshape(-1, size).T.contiguous()
+        xt = x.contiguous()
         ratios, squared_scale = self._ratios_and_scale(xt)
         added = self.mix.T @ ratios
         if self._outer is not None:
             xt = xt.index_add(0, getattr(self, self._outer[1]),
                               self._outer_products(xt, squared_scale))
-        out = torch.cat([xt[:self.scalars] + added, xt[self.scalars:]])
-        return out.T.reshape(*batch, size)
+        return torch.cat([xt[:self.scalars] + added, xt[self.scalars:]])
 
     def _outer_products(self, xt: torch.Tensor, squared_scale: torch.Tensor) -> torch.Tensor:
         """The learned mix of v_i v_k^T / r^2 (i <= k) over the Vector copies v: what the
@@ -518,9 +400,42 @@ class GatedNonlinearity(nn.Module):
                     next_gate += 1
                 offset += k
         self.register_buffer("gate_index", gate, persistent=False)
+        self._sigmoids = int(gate.max()) + 1 if len(gate) else 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x[..., self.gates:] * torch.sigmoid(x.index_select(-1, self.gate_index))
+        batch = x.shape[:-1]
+        out = self.forward_columns(x.reshape(-1, x.shape[-1]).T)
+        return out.T.reshape(*batch, self.size)
+
+    def forward_columns(self, x: torch.Tensor) -> torch.Tensor:
+        """The layer on features-first x ``[gates + size, n]``, ``[size, n]``."""
+        return _Gate.apply(x, self.gate_index, self.gates, self._sigmoids)
+
+
+class _Gate(torch.autograd.Function):
+    """``x[gates:] * sigmoid(x[gate_index])`` on features-first x (every index below
+    ``sigmoids``): the sigmoid taken once per gate and scalar row, and a backward pass that
+    writes the input gradient once."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, gate_index: torch.Tensor,  # noqa: ANN001
+                gates: int, sigmoids: int) -> torch.Tensor:
+        sig = torch.sigmoid(x[:sigmoids])
+        expanded = sig.index_select(0, gate_index)
+        ctx.gates = gates
+        ctx.save_for_backward(x, sig, expanded, gate_index)
+        return x[gates:] * expanded
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor):  # noqa: ANN001, ANN205 - autograd's signature
+        x, sig, expanded, gate_index = ctx.saved_tensors
+        grad_x = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+        torch.mul(grad, expanded, out=grad_x[ctx.gates:])
+        grad_x[:ctx.gates].zero_()
+        grad_sig = torch.zeros_like(sig).index_add_(0, gate_index, grad * x[ctx.gates:])
+        grad_x[:len(sig)] += torch.ops.aten.sigmoid_backward(grad_sig, sig)
+        return grad_x, None, None, None
 
 
 @contextmanager

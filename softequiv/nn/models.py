@@ -41,11 +41,17 @@ class EquivariantBlock(nn.Module):
         self.nonlinearity = GatedNonlinearity(rep_out, ambient)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        lin = self.linear(x)
-        hidden = self.bilinear(lin) + lin
+        batch = x.shape[:-1]
+        out = self.forward_columns(x.reshape(-1, x.shape[-1]).T)
+        return out.T.reshape(*batch, out.shape[0])
+
+    def forward_columns(self, x: torch.Tensor) -> torch.Tensor:
+        """The block on features-first x ``[size_in, n]`` (how :class:`SoftEMLP` runs its
+        blocks: no transposes between layers)."""
+        hidden = self.bilinear.forward_columns(self.linear.forward_columns(x), residual=True)
         if self.invariants is not None:
-            hidden = self.invariants(hidden)
-        return self.nonlinearity(hidden)
+            hidden = self.invariants.forward_columns(hidden)
+        return self.nonlinearity.forward_columns(hidden)
 
 
 class SoftEMLP(nn.Module):
@@ -71,9 +77,12 @@ class SoftEMLP(nn.Module):
         self.head = SoftLinear(reps[-1], rep_out, groups, **linear_options)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch = x.shape[:-1]
+        h = x.reshape(-1, x.shape[-1]).T
         for block in self.blocks:
-            x = block(x)
-        return self.head(x)
+            h = block.forward_columns(h)
+        out = self.head.forward_columns(h)
+        return out.T.reshape(*batch, out.shape[0])
 
     def linear_layers(self) -> list[SoftLinear]:
         return [m for m in self.modules() if isinstance(m, SoftLinear)]
