@@ -3,6 +3,7 @@ the ranking and the report.json schema (the levels plot is in :mod:`softequiv.pl
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from softequiv.data.base import TEST, VALID
@@ -27,7 +28,7 @@ SO(3) held at lambda 100, yet snapping onto it raises the validation MSE by 64-1
 3 of 5 runs)."""
 
 REPORT_KEYS = ("dataset", "method", "test_mse", "valid_mse", "epochs", "seconds", "groups",
-               "exact", "ranking")
+               "exact", "ranking", "test_sets")
 
 ERROR_ROWS = 500
 
@@ -84,6 +85,18 @@ def snap_costs(result: TrainResult) -> list[float] | None:
             for mse in snapped_mses(result.model, len(result.problem.groups), X, Y)]
 
 
+def test_set_errors(result: TrainResult) -> dict[str, dict]:
+    """Per test set of the dataset (``Dataset.test_sets``: one ``"test"``, or e.g.
+    ``"future"`` and ``"domain"`` for the smoke plumes), its rows and the model's MSE and
+    RMSE over every value, in the data's units (``test_mse`` is the first set's MSE)."""
+    out = {}
+    for name, (X, Y) in result.problem.dataset.test_parts().items():
+        mse = float(np.mean((result.predict(X) - Y) ** 2)) if len(X) else None
+        out[name] = {"rows": int(len(X)), "mse": mse,
+                     "rmse": None if mse is None else float(np.sqrt(mse))}
+    return out
+
+
 def build_report(result: TrainResult, *, dataset_name: str | None = None) -> dict:
     """The report.json content (exactly REPORT_KEYS) of a trained run."""
     groups = group_levels(result)
@@ -104,6 +117,7 @@ def build_report(result: TrainResult, *, dataset_name: str | None = None) -> dic
         "groups": groups,
         "exact": exact,
         "ranking": ranking,
+        "test_sets": test_set_errors(result),
     }
 
 
@@ -123,4 +137,8 @@ def format_table(report: dict) -> str:
                      f"{num(g['regularizer'], '.3g'):>12}{num(g['model_error'], '.2e'):>12}"
                      f"{num(g['true_error'], '.2e'):>12}  {exact}")
     lines.append("ranking (most respected first): " + ", ".join(report["ranking"]))
+    if len(report.get("test_sets", {})) > 1:
+        lines.append("test sets: " + "; ".join(
+            f"{name} RMSE {num(t['rmse'], '.4g')} ({t['rows']} rows)"
+            for name, t in report["test_sets"].items()))
     return "\n".join(lines)

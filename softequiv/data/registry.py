@@ -44,10 +44,15 @@ def dataset_from_file(path: str | Path, *, rep_in: str, rep_out: str, groups: st
                       seed: int = 0) -> Dataset:
     """A user's ``.npz``/``.csv``/``.parquet`` file as a dataset: reps and candidate groups
     are parsed and checked against the data's widths; the split is the file's own or a
-    seeded random 60/20/20 one."""
+    seeded random 60/20/20 one. 4-D ``X`` and ``Y`` are fields ``[N, C, H, W]`` (the
+    groups must then be the square lattice's, :mod:`softequiv.fields`)."""
     group_list = parse_groups(groups)
     rin, rout = parse_rep(rep_in), parse_rep(rep_out)
     table = load_table(path, x_cols=x_cols, y_cols=y_cols)
+    if table.X.ndim == 4:
+        from softequiv.nn.cnn import check_field_groups
+
+        check_field_groups(group_list)
     d = group_list[0].d
     validate_arrays(table.X, table.Y, size_in=rin.size(d), size_out=rout.size(d),
                     rep_in_name=rep_in, rep_out_name=rep_out, x_names=table.x_names,

@@ -1,4 +1,8 @@
-"""``.npz`` archives: arrays ``X``, ``Y`` and an optional ``split``, read without pickle."""
+"""``.npz`` archives: arrays ``X``, ``Y`` and an optional ``split``, read without pickle.
+
+``X`` and ``Y`` are rows ``[N, columns]`` (1-D: one column) or fields on a grid
+``[N, channels, H, W]`` (:mod:`softequiv.fields`); names are ``x0..``/``y0..`` per column
+or channel."""
 
 from __future__ import annotations
 
@@ -50,7 +54,7 @@ def _load_npz(path: Path) -> LoadedTable:
 
 
 def _load_npz_inputs(path: Path) -> np.ndarray:
-    """Array X of a ``.npz`` archive as float64 ``[N, d]``."""
+    """Array X of a ``.npz`` archive as float64 ``[N, d]`` or fields ``[N, C, H, W]``."""
     with _open_npz(path, "X") as archive:
         if "X" not in archive.files:
             present = ", ".join(archive.files) or "none"
@@ -69,12 +73,19 @@ def _npz_array(path: Path, archive: Any, key: str) -> np.ndarray:
 
 
 def _npz_matrix(path: Path, archive: Any, key: str) -> np.ndarray:
-    """Array ``key`` as float64 ``[N, d]``; 1-D arrays become one column."""
+    """Array ``key`` as float64 ``[N, d]`` (1-D arrays become one column) or fields
+    ``[N, C, H, W]``."""
     A = _npz_array(path, archive, key)
     if A.ndim == 1:
         A = A.reshape(-1, 1)
-    if A.ndim != 2:
-        raise InputError(f"array '{key}' must be 1-D or 2-D, got shape {A.shape}")
+    if A.ndim not in (2, 4):
+        raise InputError(f"array '{key}' must be 1-D, 2-D or 4-D fields [rows, channels, H, "
+                         f"W], got shape {A.shape}")
+    if A.dtype.kind in "US" and A.ndim == 4:
+        try:
+            return A.astype(np.float64)
+        except ValueError:
+            raise InputError(f"array '{key}' holds text that is not numeric") from None
     if A.dtype.kind in "US":
         return _text_matrix_to_float(path, A, key)
     if A.dtype.kind not in "biuf":
