@@ -356,7 +356,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         names = None
     save_predictions(out, Y, names)
     what = f"fields of shape {list(Y.shape[1:])}" if fields else f"{Y.shape[1]} columns"
-    print(f"wrote {Y.shape[0]} predictions ({what}) to {out}")
+    print(f"wrote {Y.shape[0]} predictions of {what} to {out}")
     return 0
 
 

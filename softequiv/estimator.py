@@ -325,7 +325,7 @@ class SymmetryRegressor(_RegressorMixin, _BaseEstimator):
         value of a predicted field (channel and grid point) counts as an output column."""
         pred = self.predict(X)
         y = _by_name(y, getattr(self, "_target_names", None), "y")
-        Y = _matrix(y, "y", allow_1d=True, fields=self._fields)
+        Y = _matrix(y, "y", allow_1d=True, fields=getattr(self, "_fields", False))
         pred, Y = pred.reshape(len(pred), -1), Y.reshape(len(Y), -1)
         if Y.shape != pred.shape:
             raise InputError(f"y has shape {Y.shape} but the predictions have {pred.shape}")

@@ -51,15 +51,16 @@ def lattice_element(g: Array | torch.Tensor) -> Array:
 def check_grid(grid: tuple[int, int], groups: Sequence[Group]) -> None:
     """Fields on an ``H x W`` grid: a candidate with an element that swaps x and y (a
     quarter turn, a diagonal mirror) moves the grid onto itself only when H == W;
-    InputError naming the first candidate that needs a square grid on a rectangular one."""
+    InputError naming the candidates that need a square grid on a rectangular one."""
     height, width = (int(n) for n in grid)
     if height == width:
         return
-    for group in groups:
-        if any(lattice_element(g)[0, 0] == 0 for g in group.elements()):
-            raise InputError(f"candidate {group.name} turns the grid by 90 degrees or mirrors "
-                             f"it along a diagonal, which needs a square grid (H == W), but "
-                             f"the fields are {height}x{width} (H x W)")
+    turning = [group.name for group in groups
+               if any(lattice_element(g)[0, 0] == 0 for g in group.elements())]
+    if turning:
+        raise InputError(f"candidates {', '.join(turning)} turn the grid by 90 degrees or "
+                         f"mirror it along a diagonal, which needs a square grid (H == W), but "
+                         f"the fields are {height}x{width} (H x W)")
 
 
 def signed_permutation(rho: Array) -> tuple[Array, Array]:
