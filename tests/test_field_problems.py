@@ -231,6 +231,14 @@ def test_discover_on_the_smoke_dataset_reports_both_test_sets(tmp_path, capsys, 
     truth = {g["name"]: g["true_error"] for g in report["groups"]}
     assert truth["FlipX"] < 1e-12 < 1e-3 < truth["C4"]  # the simulator's own errors
     assert "test sets: future RMSE" in capsys.readouterr().out
+    # the same data as a file from `data smoke`: its test_set array names both test sets
+    assert main(["data", "smoke", *smoke[2:], "--out", str(tmp_path / "smoke.npz")]) == 0
+    assert discover(tmp_path / "file", *on_file(tmp_path / "smoke.npz", rep_in="2*Vector",
+                                                 groups="D4, C4, C2, D2, FlipX, FlipY"),
+                    *TINY) == 0
+    from_file = json.loads((tmp_path / "file" / "report.json").read_text())
+    assert {k: v["rows"] for k, v in from_file["test_sets"].items()} == {
+        k: v["rows"] for k, v in report["test_sets"].items()}
     assert discover(tmp_path / "bad", *smoke[:4], "--level", "2", *TINY) == 2
     assert "level applies to the levels variant only" in capsys.readouterr().err
     assert discover(tmp_path / "bad", *smoke[:2], "--grid", "4", *TINY) == 2

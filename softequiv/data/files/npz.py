@@ -1,4 +1,5 @@
-"""``.npz`` archives: arrays ``X``, ``Y`` and an optional ``split``, read without pickle.
+"""``.npz`` archives: arrays ``X``, ``Y``, an optional ``split`` and, with it, an optional
+``test_set`` (per row, the name of its test set), read without pickle.
 
 ``X`` and ``Y`` are rows ``[N, columns]`` (1-D: one column) or fields on a grid
 ``[N, channels, H, W]`` (:mod:`softequiv.fields`); names are ``x0..``/``y0..`` per column
@@ -44,13 +45,15 @@ def _load_npz(path: Path) -> LoadedTable:
         X = _npz_matrix(path, archive, "X")
         Y = _npz_matrix(path, archive, "Y")
         split = _npz_array(path, archive, "split") if "split" in archive.files else None
+        test_set = (_npz_array(path, archive, "test_set") if "test_set" in archive.files
+                    else None)
     if X.shape[0] != Y.shape[0]:
         raise InputError(f"X has {X.shape[0]} rows but Y has {Y.shape[0]}")
     if split is not None:
         split = _npz_split(split, X.shape[0])
     x_names = [f"x{j}" for j in range(X.shape[1])]
     y_names = [f"y{j}" for j in range(Y.shape[1])]
-    return LoadedTable(X, Y, split, x_names, y_names)
+    return LoadedTable(X, Y, split, x_names, y_names, test_set if split is not None else None)
 
 
 def _load_npz_inputs(path: Path) -> np.ndarray:
