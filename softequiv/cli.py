@@ -148,10 +148,13 @@ def _dataset_from_args(args: argparse.Namespace):
 
 
 def _train_config(args: argparse.Namespace, dataset) -> TrainConfig:
+    from softequiv.data.base import TRAIN
     from softequiv.train import TrainConfig, default_settings
 
+    defaults = default_settings(dataset.X.ndim == 4, int((dataset.split == TRAIN).sum()),
+                                args.batch_size)
     size = {key: value if (value := getattr(args, key)) is not None else default
-            for key, default in default_settings(dataset.X.ndim == 4).items()}
+            for key, default in defaults.items()}
     return TrainConfig(method=args.method, lr=args.lr, layers=args.layers,
                        kernel_size=args.kernel_size, **size,
                        weight_decay=args.wd, lambda_init=args.lambda_init, t_adj=args.t_adj,
@@ -198,7 +201,7 @@ def cmd_discover(args: argparse.Namespace) -> int:
 
 
 def _add_discover(sub: argparse._SubParsersAction) -> None:
-    from softequiv.train import FIELD_DEFAULTS, METHODS, PENALTIES, default_settings
+    from softequiv.train import FIELD_DEFAULTS, FIELD_STEPS, METHODS, PENALTIES, default_settings
     from softequiv.tuning import RULES
 
     VECTOR = default_settings(fields=False)  # noqa: N806 - a table, as FIELD_DEFAULTS
@@ -252,7 +255,8 @@ def _add_discover(sub: argparse._SubParsersAction) -> None:
                          "relaxed; mlp, emlp are then a CNN and a G-CNN)")
     tr.add_argument("--epochs", type=POSITIVE_INT,
                     help=f"training epochs (default: {VECTOR['epochs']} on vectors, "
-                         f"{FIELD_DEFAULTS['epochs']} on fields)")
+                         f"{FIELD_DEFAULTS['epochs']} on fields, fewer for about "
+                         f"{FIELD_STEPS} steps on many fields)")
     tr.add_argument("--lr", type=flag(number, low=0, open_low=True), default=3e-3,
                     help="Adam learning rate, decayed to 0 on a cosine")
     tr.add_argument("--batch-size", type=POSITIVE_INT,

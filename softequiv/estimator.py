@@ -125,8 +125,9 @@ class SymmetryRegressor(_RegressorMixin, _BaseEstimator):
         Training settings, as in :class:`softequiv.train.TrainConfig` and the CLI's
         ``discover`` options (``t_adj=None`` means ``epochs // 4``; ``epochs``,
         ``batch_size`` and ``ch`` left at None take 400, 500, 128 on vectors and
-        :data:`softequiv.train.FIELD_DEFAULTS` on fields), checked by ``fit`` (a bad value
-        or a device this machine lacks raises InputError).
+        :func:`softequiv.train.default_settings` on fields: 60, 16, 32, fewer epochs on
+        many fields), checked by ``fit`` (a bad value or a device this machine lacks
+        raises InputError).
     progress : bool
         Show a progress bar on stderr while fitting.
 
@@ -208,11 +209,11 @@ class SymmetryRegressor(_RegressorMixin, _BaseEstimator):
 
     # ------------------------------------------------------------------ fitting
 
-    def _train_config(self, fields: bool = False):
+    def _train_config(self, fields: bool = False, train_rows: int | None = None):
         from softequiv.train import TrainConfig, default_settings
 
         settings = {key: getattr(self, key) for key in _TRAIN_KEYS}
-        for key, default in default_settings(fields).items():
+        for key, default in default_settings(fields, train_rows, self.batch_size).items():
             if settings[key] is None:
                 settings[key] = default
         return TrainConfig(**settings).resolved()
@@ -258,6 +259,8 @@ class SymmetryRegressor(_RegressorMixin, _BaseEstimator):
                         x_names=None if feature_names is None else list(feature_names),
                         y_names=None if target_names is None else list(target_names))
         labels = split_rows(len(X), None if split is None else np.asarray(split), seed=self.seed)
+        if fields:  # the default epochs depend on the training fields
+            config = self._train_config(fields=True, train_rows=int((labels == 0).sum()))
         x_names = ([str(n) for n in feature_names] if feature_names is not None
                    else [f"x{j}" for j in range(X.shape[1])])
         y_names = ([str(n) for n in target_names] if target_names is not None

@@ -59,17 +59,31 @@ FIELD_DEFAULTS = {"epochs": 60, "ch": 32, "batch_size": 16}
 """Training defaults of ``discover`` and ``SymmetryRegressor`` on fields (TrainConfig's own
 defaults are those for vectors): a CNN's epoch over fields costs thousands of times an
 MLP's over vectors, so fewer epochs of smaller batches, and 32 hidden channels (four
-regular fields of D4). The smoke benchmark's default run takes about 5 minutes on 2 CPU
-cores with these (README, "Fields")."""
+regular fields of D4). The default smoke run takes about 160 CPU seconds with these
+(README, "Fields on a square grid"). On many training fields the epochs shrink so that
+training takes about ``FIELD_STEPS`` optimizer steps (:func:`default_settings`)."""
+
+FIELD_STEPS = 3000
+"""Optimizer steps the default epochs on fields stop at (at least ``FIELD_MIN_EPOCHS``):
+the smoke plumes need 600-1200, and a large field set should not train for hours."""
+
+FIELD_MIN_EPOCHS = 10
 
 
-def default_settings(fields: bool) -> dict:
-    """The settings a caller leaves unset default to: ``FIELD_DEFAULTS`` on fields, else
-    TrainConfig's own."""
-    if fields:
-        return dict(FIELD_DEFAULTS)
-    defaults = TrainConfig()
-    return {key: getattr(defaults, key) for key in FIELD_DEFAULTS}
+def default_settings(fields: bool, train_rows: int | None = None,
+                     batch_size: int | None = None) -> dict:
+    """The settings a caller leaves unset default to: TrainConfig's own on vectors; on
+    fields ``FIELD_DEFAULTS``, with the epochs cut to about ``FIELD_STEPS`` steps of
+    ``batch_size`` rows (the default one when None) when ``train_rows`` is given."""
+    if not fields:
+        defaults = TrainConfig()
+        return {key: getattr(defaults, key) for key in FIELD_DEFAULTS}
+    out = dict(FIELD_DEFAULTS)
+    if train_rows:
+        batch = batch_size if isinstance(batch_size, int) and batch_size > 0 else None
+        steps = math.ceil(train_rows / (batch or out["batch_size"]))
+        out["epochs"] = max(FIELD_MIN_EPOCHS, min(out["epochs"], math.ceil(FIELD_STEPS / steps)))
+    return out
 PENALTIES = ("decoupled", "coupled")
 
 

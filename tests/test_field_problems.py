@@ -256,6 +256,10 @@ def test_field_defaults_apply_only_to_fields(npz_file):
     rows = Dataset("rows", np.zeros((3, 3)), np.zeros((3, 2)), REP_IN, REP_OUT, ["O(2)"],
                    np.arange(3))
     assert (_train_config(args, rows).epochs, _train_config(args, rows).ch) == (400, 128)
+    from softequiv.train import default_settings  # many fields: about 3000 steps, >= 10 epochs
+
+    assert [default_settings(True, n)["epochs"] for n in (156, 1600, 10**6)] == [60, 30, 10]
+    assert default_settings(True, 1600, batch_size=32)["epochs"] == 60
     with pytest.raises(InputError):
         _train_config(build_parser().parse_args(["discover", "--kernel-size", "4",
                                                  "--out", "x"]), fields).resolved()
