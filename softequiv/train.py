@@ -54,6 +54,7 @@ from softequiv.spec import parse_groups, parse_rep
 from softequiv.tuning import RULES, StrengthTuner
 
 METHODS = ("per", "mlp", "emlp", "rpp", "mixed-rpp", "aug", "sample", "fa", "relaxed")
+PENALTIES = ("decoupled", "coupled")
 
 FIELD_DEFAULTS = {"epochs": 60, "ch": 32, "batch_size": 16}
 """Training defaults of ``discover`` and ``SymmetryRegressor`` on fields (TrainConfig's own
@@ -84,7 +85,6 @@ def default_settings(fields: bool, train_rows: int | None = None,
         steps = math.ceil(train_rows / (batch or out["batch_size"]))
         out["epochs"] = max(FIELD_MIN_EPOCHS, min(out["epochs"], math.ceil(FIELD_STEPS / steps)))
     return out
-PENALTIES = ("decoupled", "coupled")
 
 
 @dataclass
