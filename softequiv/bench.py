@@ -451,6 +451,8 @@ def field_summary(entry: dict, rows: list[dict]) -> dict:
     entry["holds"] = _holds(rows)
     entry["parameters"] = rows[0].get("parameters")
     entry["asymmetry"] = rows[0].get("asymmetry")
+    entry["model_errors_by_seed"] = {str(r["seed"]): [g["model_error"] for g in r["groups"]]
+                                     for r in rows}
     return entry
 
 
@@ -467,12 +469,17 @@ def levels_correlation(summary: list[dict], method: str = "PER") -> dict | None:
                      key=lambda s: s["asymmetry"])
     if len(entries) < 3:
         return None
+    seeds = set.intersection(*(set(e["model_errors_by_seed"]) for e in entries))
     out = {}
     for j, group in enumerate(entries[0]["levels"]):
         truth = [e["levels"][j]["true_error_mean"] for e in entries]
         model = [e["levels"][j]["model_error_mean"] for e in entries]
         if all(t is not None for t in truth) and max(truth) > 1e-3:
+            per_seed = [float(spearmanr(truth, [e["model_errors_by_seed"][seed][j]
+                                                for e in entries]).statistic)
+                        for seed in sorted(seeds, key=int)]
             out[group["name"]] = {"spearman": float(spearmanr(truth, model).statistic),
+                                  "spearman_per_seed": per_seed,
                                   "asymmetry": [e["asymmetry"] for e in entries],
                                   "true": truth, "model": model}
     return out or None
@@ -505,11 +512,12 @@ def field_table(summary: list[dict], protocol: dict) -> str:
                  + "\n".join(levels))
     correlation = levels_correlation(summary)
     if correlation:
-        text += ("\n\nAcross the buoyancy asymmetries (levels and rotation), PER's mean "
-                 "equivariance error against the simulator's, with Spearman's rank "
-                 "correlation:\n\n" + "\n".join(
-                     f"- {name}: rho = {c['spearman']:.2f}; "
-                     + ", ".join(f"{a:g}: {m:.3f} ({t:.3f})" for a, m, t in
+        text += ("\n\nAcross the buoyancy asymmetries (levels, and rotation = 0.2), PER's "
+                 "mean equivariance error against the simulator's, with Spearman's rank "
+                 "correlation (asymmetry: PER's error (simulator's error)):\n\n" + "\n".join(
+                     f"- {name}: rho = {c['spearman']:.2f} (per seed: "
+                     + ", ".join(f"{r:.2f}" for r in c["spearman_per_seed"]) + "); "
+                     + ", ".join(f"{a:g}: {m:.3g} ({t:.3g})" for a, m, t in
                                  zip(c["asymmetry"], c["model"], c["true"], strict=True))
                      for name, c in correlation.items()))
     return text
