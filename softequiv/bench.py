@@ -31,13 +31,18 @@ RESULTS_DIR = Path("benchmarks") / "results"
 @dataclass(frozen=True)
 class Method:
     """A row of the table: a training method, for emlp/rpp which candidate it uses (an
-    index, or a name: settings without that candidate then skip the row), and training
-    options of its own (``options``: (name, value) pairs over the protocol)."""
+    index, or a name: settings without that candidate then skip the row), training
+    options of its own (``options``: (name, value) pairs over the protocol), and the
+    settings it runs in (``only``: (key, allowed values) pairs; empty: every setting)."""
 
     label: str
     method: str
     group: int | str = 0
     options: tuple[tuple[str, object], ...] = ()
+    only: tuple[tuple[str, tuple], ...] = ()
+
+    def runs_in(self, setting: dict) -> bool:
+        return all(setting.get(key) in allowed for key, allowed in self.only)
 
 
 @dataclass
@@ -48,6 +53,7 @@ class Task:
     settings: list[dict]
     methods: list[Method]
     protocol: dict = field(default_factory=dict)
+    fields: bool = False
 
 
 PER_PROTOCOL = {"epochs": 400, "t_adj": 100, "window": 50, "lambda_init": 100.0, "p": 2.0,
@@ -93,6 +99,23 @@ TASKS: dict[str, Task] = {
 }
 
 
+FIELD_PROTOCOL = {"epochs": 60, "ch": 32, "batch_size": 16}
+"""The smoke benchmark trains every method with discover's defaults on fields
+(:data:`softequiv.train.FIELD_DEFAULTS`): 32 hidden channels for every model, which for
+the D4 models are 4 regular fields of D4 (see :mod:`softequiv.nn.cnn`)."""
+
+_PLUME_BASELINES = (("variant", ("mirror", "rotation")),)
+TASKS["smoke"] = Task(
+    "smoke", [{"variant": "mirror"}, {"variant": "rotation"},
+              *({"variant": "levels", "level": level} for level in (0, 1, 2, 4))],
+    [Method("CNN", "mlp", only=_PLUME_BASELINES),
+     Method("G-CNN D4", "emlp", only=_PLUME_BASELINES),
+     Method("RPP-conv D4", "rpp", only=_PLUME_BASELINES),
+     Method("Relaxed group conv D4", "relaxed", only=_PLUME_BASELINES),
+     Method("Augmentation D4", "aug", only=_PLUME_BASELINES),
+     Method("PER", "per")], FIELD_PROTOCOL, fields=True)
+
+
 def _run_one(job: dict) -> dict | None:
     """One training run with one torch thread (in a Ray worker, or in this process);
     None when the row's group is not a candidate of this setting."""
@@ -105,6 +128,7 @@ def _run_one(job: dict) -> dict | None:
 def _train_row(job: dict) -> dict | None:
     from softequiv.data.registry import load_builtin_dataset
     from softequiv.discover import discover
+    from softequiv.nn.cnn import parameter_count
     from softequiv.train import TrainConfig
 
     dataset = load_builtin_dataset(job["dataset"], seed=job["seed"], **job["setting"])
@@ -119,7 +143,10 @@ def _train_row(job: dict) -> dict | None:
     row |= {"test_mse": report["test_mse"], "valid_mse": report["valid_mse"],
             "seconds": time.perf_counter() - start, "ranking": report["ranking"],
             "exact_reported": report["exact"], "truly_exact": dataset.exact,
-            "groups": report["groups"], "warnings": report["warnings"]}
+            "groups": report["groups"], "warnings": report["warnings"],
+            "test_sets": report["test_sets"],
+            "parameters": parameter_count(found.result.model),
+            "asymmetry": dataset.info.get("asymmetry")}
     tuner = found.result.tuner
     if tuner is not None:
         row["rule_lambdas"] = tuner.proposals()
@@ -205,6 +232,8 @@ def summarize(runs: list[dict]) -> list[dict]:
                  "test_mse_mean": float(mse.mean()), "test_mse_std": float(mse.std()),
                  "seconds_mean": float(np.mean([r["seconds"] for r in rows])),
                  "discovery_accuracy": float(np.mean(correct)) if correct else None}
+        if all("test_sets" in r for r in rows):
+            field_summary(entry, rows)
         if rows[0].get("motion"):
             for metric in ("ade", "fde"):
                 values = np.array([r["motion"][metric] for r in rows])
@@ -285,6 +314,8 @@ def rule_comparison(rows: list[dict]) -> dict[str, dict] | None:
 
 def markdown_table(task: str, summary: list[dict], protocol: dict) -> str:
     """The README table of a task."""
+    if TASKS[task].fields:
+        return field_table(summary, protocol)
     motion = any("ade_mean" in s for s in summary)
     head = ("| setting | method | runs | test MSE | " + ("ADE (m) | FDE (m) | " if motion else "")
             + "s / run | top-ranked = exact |")
@@ -431,7 +462,7 @@ def run_benchmark(task: str, *, seeds: int = 5, methods: list[str] | None = None
              "method": m.method, "group": m.group, "seed": seed,
              "protocol": proto | dict(m.options)}
             for seed in range(first_seed, first_seed + seeds)
-            for setting in (settings or spec.settings) for m in chosen]
+            for setting in (settings or spec.settings) for m in chosen if m.runs_in(setting)]
     path = out or RESULTS_DIR / f"{task}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -469,7 +500,8 @@ def _runs_not_redone(previous: dict, jobs: list[dict],
     runs = [r for r in previous["runs"] if _run_key(r) not in redone]
     labels = {m.label for m in chosen}
     methods = [Method(m["label"], m["method"], m.get("group", 0),
-                      tuple(tuple(o) for o in m.get("options", ())))
+                      tuple(tuple(o) for o in m.get("options", ())),
+                      tuple((key, tuple(allowed)) for key, allowed in m.get("only", ())))
                for m in previous["methods"] if m["label"] not in labels]
     return runs, methods
 
@@ -485,3 +517,111 @@ def _result(task: str, protocol: dict, seeds: int, methods: list[Method], start:
             "methods": [asdict(m) for m in methods],
             "wall_seconds": time.perf_counter() - start, "summary": summarize(runs),
             "runs": runs}
+
+
+def ranking_agrees(row: dict, margin: float = 1e-3) -> bool | None:
+    """Whether the run's ranking (most respected candidate first) orders every two
+    candidates as their ground-truth equivariance errors do, wherever those differ by more
+    than ``margin`` (candidates the truth cannot tell apart may come in any order); None
+    without ground-truth errors."""
+    truth = {g["name"]: g["true_error"] for g in row["groups"]}
+    if any(truth[name] is None for name in row["ranking"]):
+        return None
+    place = {name: i for i, name in enumerate(row["ranking"])}
+    return all(place[a] < place[b] for a in place for b in place
+               if truth[a] + margin < truth[b])
+
+
+def _holds(rows: list[dict]) -> tuple[int, int, int] | None:
+    """Over the runs: verdicts ``holds`` of truly exact candidates, the number of such
+    (run, candidate) pairs, and ``holds`` of candidates the truth breaks."""
+    if not all("verdict" in g for r in rows for g in r["groups"]):
+        return None
+    exact = [g for r in rows for g in r["groups"][1:] if g["name"] in r["truly_exact"]]
+    broken = [g for r in rows for g in r["groups"] if g["name"] not in r["truly_exact"]]
+    return (sum(g["verdict"] == "holds" for g in exact), len(exact),
+            sum(g["verdict"] == "holds" for g in broken))
+
+
+def field_summary(entry: dict, rows: list[dict]) -> dict:
+    """The field benchmarks' columns of a summary entry: RMSE per test set, agreement of
+    the ranking with the ground truth, verdicts and parameter count."""
+    for name in rows[0]["test_sets"]:
+        rmse = np.array([r["test_sets"][name]["rmse"] for r in rows])
+        entry.setdefault("rmse", {})[name] = {"mean": float(rmse.mean()),
+                                              "std": float(rmse.std())}
+    agrees = [a for a in (ranking_agrees(r) for r in rows) if a is not None]
+    entry["ranking_agrees"] = sum(agrees) if agrees else None
+    entry["holds"] = _holds(rows)
+    entry["parameters"] = rows[0].get("parameters")
+    entry["asymmetry"] = rows[0].get("asymmetry")
+    entry["model_errors_by_seed"] = {str(r["seed"]): [g["model_error"] for g in r["groups"]]
+                                     for r in rows}
+    return entry
+
+
+def levels_correlation(summary: list[dict], method: str = "PER") -> dict | None:
+    """Across the smoke settings that differ only in the asymmetry of the buoyancy
+    (``levels``, and ``rotation``, which is level 3): Spearman's rank correlation of the
+    method's mean equivariance error with the simulator's, for each candidate the truth
+    breaks at some level."""
+    from scipy.stats import spearmanr
+
+    entries = sorted((s for s in summary if s["setting"].get("variant") in ("levels", "rotation")
+                      and s["method"] == method and s.get("levels")
+                      and s.get("asymmetry") is not None),
+                     key=lambda s: s["asymmetry"])
+    if len(entries) < 3:
+        return None
+    seeds = set.intersection(*(set(e["model_errors_by_seed"]) for e in entries))
+    out = {}
+    for j, group in enumerate(entries[0]["levels"]):
+        truth = [e["levels"][j]["true_error_mean"] for e in entries]
+        model = [e["levels"][j]["model_error_mean"] for e in entries]
+        if all(t is not None for t in truth) and max(truth) > 1e-3:
+            per_seed = [float(spearmanr(truth, [e["model_errors_by_seed"][seed][j]
+                                                for e in entries]).statistic)
+                        for seed in sorted(seeds, key=int)]
+            out[group["name"]] = {"spearman": float(spearmanr(truth, model).statistic),
+                                  "spearman_per_seed": per_seed,
+                                  "asymmetry": [e["asymmetry"] for e in entries],
+                                  "true": truth, "model": model}
+    return out or None
+
+
+def field_table(summary: list[dict], protocol: dict) -> str:
+    """The README table of a field task: RMSE on every test set in the data's units,
+    seconds, discovery and verdicts, then the levels' correlation."""
+    names = next(iter(s["rmse"] for s in summary if s.get("rmse")), {})
+    head = ("| setting | method | params | runs | " + "".join(f"RMSE {n} | " for n in names)
+            + "s / run | top-ranked = exact | ranking = truth | exact → holds | false holds |")
+    lines = [head, "|" + "|".join(["---"] * (head.count("|") - 1)) + "|"]
+    for s in summary:
+        setting = ", ".join(f"{k}={v}" for k, v in s["setting"].items())
+        acc = "-" if s["discovery_accuracy"] is None else f"{100 * s['discovery_accuracy']:.0f}%"
+        agree = "-" if s.get("ranking_agrees") is None else f"{s['ranking_agrees']}/{s['runs']}"
+        holds = s.get("holds")
+        cells = [setting, s["method"], str(s.get("parameters") or "-"), str(s["runs"]),
+                 *(f"{s['rmse'][n]['mean']:.4f} ± {s['rmse'][n]['std']:.1g}" for n in names),
+                 f"{s['seconds_mean']:.0f}", acc, agree,
+                 "-" if holds is None or not holds[1] else f"{holds[0]}/{holds[1]}",
+                 "-" if holds is None else str(holds[2])]
+        lines.append("| " + " | ".join(cells) + " |")
+    proto = ", ".join(f"{k}={v}" for k, v in protocol.items())
+    text = "\n".join(lines) + f"\n\nProtocol: {proto}; one run per seed."
+    levels = [_levels_line(s) for s in summary if s.get("levels")]
+    if levels:
+        text += ("\n\nLevels discovered (mean final lambda / mean model equivariance error "
+                 "(the simulator's error), runs that reported the group exact):\n\n"
+                 + "\n".join(levels))
+    correlation = levels_correlation(summary)
+    if correlation:
+        text += ("\n\nAcross the buoyancy asymmetries (levels, and rotation = 0.2), PER's "
+                 "mean equivariance error against the simulator's, with Spearman's rank "
+                 "correlation (asymmetry: PER's error (simulator's error)):\n\n" + "\n".join(
+                     f"- {name}: rho = {c['spearman']:.2f} (per seed: "
+                     + ", ".join(f"{r:.2f}" for r in c["spearman_per_seed"]) + "); "
+                     + ", ".join(f"{a:g}: {m:.3g} ({t:.3g})" for a, m, t in
+                                 zip(c["asymmetry"], c["model"], c["true"], strict=True))
+                     for name, c in correlation.items()))
+    return text

@@ -142,15 +142,21 @@ def _dataset_from_args(args: argparse.Namespace):
                                  seed=args.seed)
     options = {"axis": args.axis, "eps": args.noise, "masses": args.masses,
                "variant": args.variant, "bodies": args.bodies,
-               "trajectories": args.trajectories, "seconds": args.seconds, "seed": args.seed}
+               "trajectories": args.trajectories, "seconds": args.seconds, "seed": args.seed,
+               **{key: getattr(args, key) for key in SMOKE_FLAGS}}
     return load_builtin_dataset(args.dataset, **options)
 
 
 def _train_config(args: argparse.Namespace, dataset) -> TrainConfig:
-    from softequiv.train import TrainConfig
+    from softequiv.data.base import TRAIN
+    from softequiv.train import TrainConfig, default_settings
 
-    return TrainConfig(method=args.method, epochs=args.epochs, lr=args.lr,
-                       batch_size=args.batch_size, ch=args.ch, layers=args.layers,
+    defaults = default_settings(dataset.X.ndim == 4, int((dataset.split == TRAIN).sum()),
+                                args.batch_size)
+    size = {key: value if (value := getattr(args, key)) is not None else default
+            for key, default in defaults.items()}
+    return TrainConfig(method=args.method, lr=args.lr, layers=args.layers,
+                       kernel_size=args.kernel_size, **size,
                        weight_decay=args.wd, lambda_init=args.lambda_init, t_adj=args.t_adj,
                        window=args.window, p=args.p, rule=args.rule, patience=args.patience,
                        group=dataset.candidate_index(args.group), seed=args.seed,
@@ -196,8 +202,10 @@ def cmd_discover(args: argparse.Namespace) -> int:
 
 
 def _add_discover(sub: argparse._SubParsersAction) -> None:
-    from softequiv.train import METHODS, PENALTIES
+    from softequiv.train import FIELD_DEFAULTS, FIELD_STEPS, METHODS, PENALTIES, default_settings
     from softequiv.tuning import RULES
+
+    VECTOR = default_settings(fields=False)  # noqa: N806 - a table, as FIELD_DEFAULTS
 
     p = sub.add_parser("discover", help="discover which candidate symmetries the data holds",
                        description="Train one network with an equivariance regularizer per "
@@ -206,10 +214,11 @@ def _add_discover(sub: argparse._SubParsersAction) -> None:
                                    "(report.json, levels.png, model.safetensors, "
                                    "config.json, history.json).")
     src = p.add_argument_group("data: a built-in benchmark (--dataset) or your own file (--data)")
-    src.add_argument("--dataset", help="a built-in benchmark: inertia, cossim, se3 or "
-                                       "mujoco-ant (required unless --data is given)")
-    src.add_argument("--data", help="your .npz (arrays X, Y, optional split), .csv or .parquet "
-                                    "file (required unless --dataset is given)")
+    src.add_argument("--dataset", help="a built-in benchmark: inertia, cossim, se3, "
+                                       "mujoco-ant or smoke (required unless --data is given)")
+    src.add_argument("--data", help="your .npz (arrays X, Y, optional split; X [N, C, H, W] and "
+                                    "Y [N, C, H, W] are fields), .csv or .parquet file "
+                                    "(required unless --dataset is given)")
     src.add_argument("--axis", help="inertia: the axis whose plane symmetry is kept, x, y or z, "
                                     "or -1 to break all three planes (default: z)")
     src.add_argument("--noise", type=flag(number),
@@ -218,13 +227,15 @@ def _add_discover(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--masses", type=POSITIVE_INT,
                      help="inertia: number of point masses (default: 5)")
     src.add_argument("--variant", help="cossim: so3, scale, both or none; se3: exact, rotation, "
-                                       "translation or none; mujoco-ant: o3 or se3 (default: "
-                                       "the dataset's first)")
+                                       "translation or none; mujoco-ant: o3 or se3; smoke: "
+                                       "mirror, rotation or levels (default: the dataset's "
+                                       "first)")
     src.add_argument("--bodies", help="mujoco-ant: torso or all (default: torso)")
     src.add_argument("--trajectories", type=POSITIVE_INT,
                      help="mujoco-ant: trajectories to simulate (default: 200)")
     src.add_argument("--seconds", type=flag(number, low=0, open_low=True),
                      help="mujoco-ant: seconds per trajectory (default: 2.4)")
+    _add_smoke_flags(src, "smoke: ")
     src.add_argument("--rep-in", help='representation of an input row, e.g. "5*Scalar + '
                                       '5*Vector" (required with --data)')
     src.add_argument("--rep-out", help='representation of a target row, e.g. "T(2)" (required '
@@ -241,15 +252,23 @@ def _add_discover(sub: argparse._SubParsersAction) -> None:
                     help="per: the soft-equivariant network with one regularizer per "
                          "candidate; the others are baselines (mlp, hard emlp, rpp, "
                          "mixed-rpp, data augmentation aug, sample-based penalty sample, "
-                         "frame averaging fa)")
-    tr.add_argument("--epochs", type=POSITIVE_INT, default=400, help="training epochs")
+                         "frame averaging fa; on fields also relaxed group convolutions "
+                         "relaxed; mlp, emlp are then a CNN and a G-CNN)")
+    tr.add_argument("--epochs", type=POSITIVE_INT,
+                    help=f"training epochs (default: {VECTOR['epochs']} on vectors, "
+                         f"{FIELD_DEFAULTS['epochs']} on fields, fewer for about "
+                         f"{FIELD_STEPS} steps on many fields)")
     tr.add_argument("--lr", type=flag(number, low=0, open_low=True), default=3e-3,
                     help="Adam learning rate, decayed to 0 on a cosine")
-    tr.add_argument("--batch-size", type=POSITIVE_INT, default=500,
-                    help="training rows per optimizer step")
-    tr.add_argument("--ch", type=POSITIVE_INT, default=128,
-                    help="hidden channel budget of each layer")
+    tr.add_argument("--batch-size", type=POSITIVE_INT,
+                    help=f"training rows per optimizer step (default: {VECTOR['batch_size']} "
+                         f"on vectors, {FIELD_DEFAULTS['batch_size']} on fields)")
+    tr.add_argument("--ch", type=POSITIVE_INT,
+                    help=f"hidden channel budget of each layer (default: {VECTOR['ch']} on "
+                         f"vectors, {FIELD_DEFAULTS['ch']} on fields)")
     tr.add_argument("--layers", type=POSITIVE_INT, default=3, help="hidden layers")
+    tr.add_argument("--kernel-size", type=POSITIVE_INT, default=3,
+                    help="fields: side of the convolutions' kernels, odd")
     tr.add_argument("--wd", type=flag(number, low=0), default=0.0,
                     help="weight decay (L2 penalty on all weights)")
     tr.add_argument("--lambda-init", type=flag(number, low=0), default=100.0,
@@ -273,8 +292,8 @@ def _add_discover(sub: argparse._SubParsersAction) -> None:
                     help="stop when the validation MSE has not improved for this many "
                          "epochs (default: train all epochs)")
     tr.add_argument("--baseline-group", dest="group", default="0",
-                    help="emlp, rpp, aug and fa: the one candidate they are built for, by "
-                         "index or name")
+                    help="emlp, rpp, aug, fa and relaxed: the one candidate they are built "
+                         "for, by index or name")
     tr.add_argument("--group", dest="group", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     tr.add_argument("--seed", type=SEED, default=0,
                     help="seed of the split, the initialization and the batch order")
@@ -329,15 +348,24 @@ def cmd_predict(args: argparse.Namespace) -> int:
                              "used; pass --x-cols)") from None
         raise
     size_in = saved.problem.rep_in.size(saved.problem.groups[0].d)
+    fields = saved.problem.fields
+    if fields != (X.ndim == 4):
+        expected = (f"fields [N, {size_in}, H, W]" if fields else f"rows of {size_in} columns")
+        raise InputError(f"{Path(args.data).name}: the model expects {expected} (rep_in "
+                         f"{saved.config['rep_in']!r}) but X has shape {X.shape}")
     if X.shape[1] != size_in:
-        raise InputError(f"{Path(args.data).name}: the model expects {size_in} input columns "
+        unit = "channels" if fields else "columns"
+        raise InputError(f"{Path(args.data).name}: the model expects {size_in} input {unit} "
                          f"(rep_in {saved.config['rep_in']!r}) but X has {X.shape[1]}")
+    if fields and out.suffix.lower() != ".npz":
+        raise InputError(f"--out {args.out!r}: predicted fields can be saved as .npz only")
     Y = saved.predict(X)
     names = info.get("y_names")
-    if not isinstance(names, list) or len(names) != Y.shape[1]:
+    if fields or not isinstance(names, list) or len(names) != Y.shape[1]:
         names = None
     save_predictions(out, Y, names)
-    print(f"wrote {Y.shape[0]} predictions of {Y.shape[1]} columns to {out}")
+    what = f"fields of shape {list(Y.shape[1:])}" if fields else f"{Y.shape[1]} columns"
+    print(f"wrote {Y.shape[0]} predictions of {what} to {out}")
     return 0
 
 
@@ -402,19 +430,28 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
                                      "to an .npz file.")
     s.add_argument("--variant", help="which symmetries the simulation keeps: mirror, rotation "
                                       "or levels (default: mirror)")
-    s.add_argument("--level", type=flag(integer, minimum=0, maximum=4),
-                   help="levels: index of the asymmetry, 0-4 (default: 2)")
-    s.add_argument("--asymmetry", type=flag(number),
-                   help="rotation: how much stronger the left/right walls pull (default: 0.2, "
-                        "i.e. 1.2x)")
-    s.add_argument("--grid", type=flag(integer, minimum=8),
-                   help="cells per side of the square box (default: 32)")
-    s.add_argument("--steps", type=flag(integer, minimum=4),
-                   help="simulated frames per inflow (default: 48)")
-    s.add_argument("--k", type=POSITIVE_INT, help="input frames per row (default: 4)")
+    _add_smoke_flags(s, "")
     s.add_argument("--seed", type=SEED, help="picks the unseen inflow positions (default: 0)")
     s.add_argument("--out", required=True, help=".npz file to write")
     s.set_defaults(func=cmd_data_smoke)
+
+
+SMOKE_FLAGS = ("level", "asymmetry", "grid", "steps", "k")
+
+
+def _add_smoke_flags(p: argparse.ArgumentParser | argparse._ArgumentGroup, prefix: str) -> None:
+    """The smoke dataset's options (``data smoke`` and ``discover --dataset smoke``), checked
+    when parsed; ``prefix`` starts each help text."""
+    p.add_argument("--level", type=flag(integer, minimum=0, maximum=4),
+                   help=f"{prefix}levels: index of the asymmetry, 0-4 (default: 2)")
+    p.add_argument("--asymmetry", type=flag(number),
+                   help=f"{prefix}rotation: how much stronger the left/right walls pull "
+                        "(default: 0.2, i.e. 1.2x)")
+    p.add_argument("--grid", type=flag(integer, minimum=8),
+                   help=f"{prefix}cells per side of the square box (default: 32)")
+    p.add_argument("--steps", type=flag(integer, minimum=4),
+                   help=f"{prefix}simulated frames per inflow (default: 48)")
+    p.add_argument("--k", type=POSITIVE_INT, help=f"{prefix}input frames per row (default: 4)")
 
 
 def cmd_data_smoke(args: argparse.Namespace) -> int:
@@ -422,8 +459,7 @@ def cmd_data_smoke(args: argparse.Namespace) -> int:
     from softequiv.data.plumes import smoke, write_file
 
     start = time.perf_counter()
-    options = {k: getattr(args, k) for k in ("variant", "level", "asymmetry", "grid", "steps",
-                                             "k", "seed")}
+    options = {k: getattr(args, k) for k in ("variant", *SMOKE_FLAGS, "seed")}
     dataset = smoke(**{k: v for k, v in options.items() if v is not None})
     path = write_file(dataset, args.out)
     print(f"wrote {path}: {len(dataset.X)} rows, rep_in {dataset.rep_in} "

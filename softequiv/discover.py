@@ -25,7 +25,7 @@ from softequiv.data.base import Dataset
 from softequiv.errors import InputError
 from softequiv.plots import plot_levels
 from softequiv.report import build_report
-from softequiv.train import Problem, TrainConfig, TrainResult, build_model, fit
+from softequiv.train import Problem, TrainConfig, TrainResult, batch_rows, build_model, fit
 
 RUN_FILES = ("report.json", "levels.png", "model.safetensors", "config.json", "history.json")
 
@@ -82,6 +82,7 @@ def _write_run_files(discovery: Discovery, path: Path, extra_config: dict | None
         "rep_in": problem.dataset.rep_in,
         "rep_out": problem.dataset.rep_out,
         "groups": problem.dataset.groups,
+        "fields": problem.fields,
         "x_scaler": problem.x_scaler.state_dict(),
         "y_scaler": problem.y_scaler.state_dict(),
         "best_epoch": result.best_epoch,
@@ -114,12 +115,16 @@ class SavedModel:
     problem: Problem
     config: dict
 
-    def predict(self, X: np.ndarray, batch: int = 4096) -> np.ndarray:
+    def predict(self, X: np.ndarray, batch: int | None = None) -> np.ndarray:
         size_in = self.problem.rep_in.size(self.problem.groups[0].d)
-        if X.ndim != 2 or X.shape[1] != size_in:
+        if self.problem.fields and (X.ndim != 4 or X.shape[1] != size_in):
+            raise InputError(f"the model expects fields [N, {size_in}, H, W] "
+                             f"({self.config['rep_in']}), got array of shape {X.shape}")
+        if not self.problem.fields and (X.ndim != 2 or X.shape[1] != size_in):
             raise InputError(f"the model expects {size_in} input columns "
                              f"({self.config['rep_in']}), got array of shape {X.shape}")
         Xn = torch.as_tensor(self.problem.x_scaler.transform(X), dtype=torch.float32)
+        batch = batch or batch_rows(Xn)
         self.model.eval()
         with torch.no_grad():
             out = torch.cat([self.model(Xn[i:i + batch]) for i in range(0, len(Xn), batch)])
@@ -134,8 +139,9 @@ def load_run(directory: str | Path) -> SavedModel:
             raise InputError(f"{str(path)!r} is not a softequiv run directory: {name} is missing")
     config = json.loads((path / "config.json").read_text())
     train = TrainConfig(**config["train"])
-    placeholder = Dataset(config["dataset"], np.zeros((3, 0)), np.zeros((3, 0)), config["rep_in"],
-                          config["rep_out"], config["groups"], np.array([0, 1, 2], np.int8))
+    empty = np.zeros((3, 0, 1, 1) if config.get("fields") else (3, 0))
+    placeholder = Dataset(config["dataset"], empty, empty, config["rep_in"], config["rep_out"],
+                          config["groups"], np.array([0, 1, 2], np.int8))
     problem = Problem.from_spec(placeholder)
     problem.x_scaler.load_state_dict(config["x_scaler"])
     problem.y_scaler.load_state_dict(config["y_scaler"])

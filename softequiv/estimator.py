@@ -41,11 +41,15 @@ from softequiv.errors import InputError, InputTypeError
 
 __all__ = ["SKLEARN_EXPECTED_FAILED_CHECKS", "SymmetryRegressor"]
 
-_TRAIN_KEYS = ("method", "epochs", "lr", "batch_size", "ch", "layers", "lambda_init", "t_adj",
+_TRAIN_KEYS = ("method", "epochs", "lr", "batch_size", "ch", "layers", "kernel_size",
+               "lambda_init", "t_adj",
                "p", "rule", "penalty", "snap", "seed", "device", "threads", "progress")
 
 DEFAULT_GROUP = "Trivial(1)"
 """The candidate list when ``groups`` is None: no symmetry (the inputs are all scalars)."""
+
+FIELD_DEFAULT_GROUP = "Trivial(2)"
+"""The same on fields (a group acting on the plane of the grid)."""
 
 SKLEARN_EXPECTED_FAILED_CHECKS = {
     "check_methods_subset_invariance": (
@@ -110,17 +114,22 @@ class SymmetryRegressor(_RegressorMixin, _BaseEstimator):
     rep_in, rep_out : str or None
         Representations of an input row and a target row, e.g. ``"5*Scalar + 5*Vector"``
         and ``"T(2)"`` (summands in order, tensors flattened row-major). None (default)
-        makes every column a scalar, which no group acts on.
+        makes every column a scalar, which no group acts on. On fields (4-D ``X`` and ``y``
+        ``[N, C, H, W]``) they are the channels' field types, e.g. ``"Scalar + Vector"``
+        with groups of the square lattice (``"D4, C4, FlipX"``), and the models are CNNs.
     groups : str, list of str or None
         Candidate groups, the ambient group first: ``"O(3), O2xy, O2yz, O2xz"`` or a list.
         None (default) means no candidates (``Trivial(1)``): a plain network.
-    method, epochs, lr, batch_size, ch, layers, lambda_init, t_adj, p, rule, penalty, snap,
-    seed, device, threads
+    method, epochs, lr, batch_size, ch, layers, kernel_size, lambda_init, t_adj, p, rule,
+    penalty, snap, seed, device, threads
         Training settings, as in :class:`softequiv.train.TrainConfig` and the CLI's
-        ``discover`` options (``t_adj=None`` means ``epochs // 4``), checked by ``fit``
-        (a bad value or a device this machine lacks raises InputError). ``threads=None``
-        uses the CLI's default (:func:`softequiv.threads.default_threads`); either way
-        ``fit`` restores torch's previous thread count when it returns.
+        ``discover`` options (``t_adj=None`` means ``epochs // 4``; ``epochs``,
+        ``batch_size`` and ``ch`` left at None take 400, 500, 128 on vectors and
+        :func:`softequiv.train.default_settings` on fields: 60, 16, 32, fewer epochs on
+        many fields), checked by ``fit`` (a bad value or a device this machine lacks
+        raises InputError). ``threads=None`` uses the CLI's default
+        (:func:`softequiv.threads.default_threads`); either way ``fit`` restores torch's
+        previous thread count when it returns.
     progress : bool
         Show a progress bar on stderr while fitting.
 
@@ -153,8 +162,9 @@ class SymmetryRegressor(_RegressorMixin, _BaseEstimator):
 
     def __init__(self, rep_in: str | None = None, rep_out: str | None = None,
                  groups: str | list[str] | None = None, *,
-                 method: str = "per", epochs: int = 400, lr: float = 3e-3,
-                 batch_size: int = 500, ch: int = 128, layers: int = 3,
+                 method: str = "per", epochs: int | None = None, lr: float = 3e-3,
+                 batch_size: int | None = None, ch: int | None = None, layers: int = 3,
+                 kernel_size: int = 3,
                  lambda_init: float = 100.0, t_adj: int | None = None, p: float = 2.0,
                  rule: str = "error", penalty: str = "decoupled", snap: bool = True,
                  seed: int = 0, device: str = "auto", threads: int | None = None,
@@ -168,6 +178,7 @@ class SymmetryRegressor(_RegressorMixin, _BaseEstimator):
         self.batch_size = batch_size
         self.ch = ch
         self.layers = layers
+        self.kernel_size = kernel_size
         self.lambda_init = lambda_init
         self.t_adj = t_adj
         self.p = p
@@ -201,14 +212,20 @@ class SymmetryRegressor(_RegressorMixin, _BaseEstimator):
 
     # ------------------------------------------------------------------ fitting
 
-    def _train_config(self):
-        from softequiv.train import TrainConfig
+    def _train_config(self, fields: bool = False, train_rows: int | None = None):
+        from softequiv.train import TrainConfig, default_settings
 
-        return TrainConfig(**{key: getattr(self, key) for key in _TRAIN_KEYS}).resolved()
+        settings = {key: getattr(self, key) for key in _TRAIN_KEYS}
+        for key, default in default_settings(fields, train_rows, self.batch_size).items():
+            if settings[key] is None:
+                settings[key] = default
+        return TrainConfig(**settings).resolved()
 
     def fit(self, X: Any, y: Any, split: Any = None) -> SymmetryRegressor:
         """Train on inputs ``X [N, size(rep_in)]`` and targets ``y [N, size(rep_out)]``
-        (a 1-D ``y`` is one column, and predictions are then 1-D too) and build the report.
+        (a 1-D ``y`` is one column, and predictions are then 1-D too), or on fields ``X``
+        ``[N, size(rep_in), H, W]`` and ``y`` ``[N, size(rep_out), H, W]``, and build the
+        report.
 
         ``split`` gives each row's part (0/1/2 or train/valid/test); without it rows are
         split 60/20/20 at random with ``seed``. Training uses the train rows, the
@@ -221,13 +238,13 @@ class SymmetryRegressor(_RegressorMixin, _BaseEstimator):
         from softequiv.spec import parse_groups, parse_rep
         from softequiv.threads import limited_threads
 
-        config = self._train_config()
+        config = self._train_config(fields=np.ndim(X) == 4)
         if y is None:
             raise InputError(f"{type(self).__name__} requires y to be passed, but the target "
                              "y is None")
         feature_names = _feature_names(X)
         target_names = _feature_names(y)
-        X, Y = _matrix(X, "X"), _matrix(y, "y", allow_1d=True)
+        X, Y = _matrix(X, "X", fields=True), _matrix(y, "y", allow_1d=True, fields=True)
         y_is_1d = Y.ndim == 1
         if y_is_1d:
             Y = Y.reshape(-1, 1)
@@ -236,7 +253,9 @@ class SymmetryRegressor(_RegressorMixin, _BaseEstimator):
                              "needs at least 3: one each for train, valid and test")
         rep_in = self.rep_in or f"{X.shape[1]}*Scalar"
         rep_out = self.rep_out or f"{Y.shape[1]}*Scalar"
-        group_list = parse_groups(self.groups if self.groups is not None else DEFAULT_GROUP)
+        fields = X.ndim == 4
+        group_list = parse_groups(self.groups if self.groups is not None else
+                                  FIELD_DEFAULT_GROUP if fields else DEFAULT_GROUP)
         rin, rout = parse_rep(rep_in), parse_rep(rep_out)
         d = group_list[0].d
         validate_arrays(X, Y, size_in=rin.size(d), size_out=rout.size(d),
@@ -244,6 +263,8 @@ class SymmetryRegressor(_RegressorMixin, _BaseEstimator):
                         x_names=None if feature_names is None else list(feature_names),
                         y_names=None if target_names is None else list(target_names))
         labels = split_rows(len(X), None if split is None else np.asarray(split), seed=self.seed)
+        if fields:  # the default epochs depend on the training fields
+            config = self._train_config(fields=True, train_rows=int((labels == 0).sum()))
         x_names = ([str(n) for n in feature_names] if feature_names is not None
                    else [f"x{j}" for j in range(X.shape[1])])
         y_names = ([str(n) for n in target_names] if target_names is not None
@@ -258,6 +279,7 @@ class SymmetryRegressor(_RegressorMixin, _BaseEstimator):
         self.model_ = self.result_.model
         self.n_features_in_ = X.shape[1]
         self.n_outputs_ = Y.shape[1]
+        self._fields = fields
         self._set_names(feature_names, target_names, y_is_1d)
         self._predictor = self.result_
         return self
@@ -286,14 +308,18 @@ class SymmetryRegressor(_RegressorMixin, _BaseEstimator):
 
         self._check_fitted()
         X = _by_name(X, getattr(self, "feature_names_in_", None), "X")
-        X = _matrix(X, "X")
+        X = _matrix(X, "X", fields=self._fields)
+        if self._fields and X.ndim != 4:
+            raise InputError(f"X has shape {X.shape}, but {type(self).__name__} was fitted on "
+                             f"fields [N, {self.n_features_in_}, H, W]")
         if X.shape[1] != self.n_features_in_:
-            raise InputError(f"X has {X.shape[1]} features, but {type(self).__name__} is "
-                             f"expecting {self.n_features_in_} features as input "
+            unit = "channels" if self._fields else "features"
+            raise InputError(f"X has {X.shape[1]} {unit}, but {type(self).__name__} is "
+                             f"expecting {self.n_features_in_} {unit} as input "
                              f"(rep_in {self.rep_in or 'all scalars'!r})")
         validate_inputs(X, min_rows=0)
         if len(X) == 0:
-            pred = np.zeros((0, self.n_outputs_))
+            pred = np.zeros((0, self.n_outputs_, *X.shape[2:]))
         else:
             pred = np.asarray(self._predictor.predict(X), dtype=np.float64)
         return pred[:, 0] if self._y_is_1d else pred
@@ -303,10 +329,11 @@ class SymmetryRegressor(_RegressorMixin, _BaseEstimator):
         uniformly over the output columns (scikit-learn's ``r2_score`` default: 1 is
         perfect, 0 is as good as predicting each column's mean; a constant column
         counts 1 when predicted exactly, else 0). ``sample_weight`` weights the rows.
-        A DataFrame ``y`` is matched to the fitted target columns by name."""
+        A DataFrame ``y`` is matched to the fitted target columns by name. On fields every
+        value of a predicted field (channel and grid point) counts as an output column."""
         pred = self.predict(X)
         y = _by_name(y, getattr(self, "_target_names", None), "y")
-        Y = _matrix(y, "y", allow_1d=True)
+        Y = _matrix(y, "y", allow_1d=True, fields=getattr(self, "_fields", False))
         pred, Y = pred.reshape(len(pred), -1), Y.reshape(len(Y), -1)
         if Y.shape != pred.shape:
             raise InputError(f"y has shape {Y.shape} but the predictions have {pred.shape}")
@@ -371,6 +398,7 @@ class SymmetryRegressor(_RegressorMixin, _BaseEstimator):
         d = saved.problem.groups[0].d
         est.n_features_in_ = saved.problem.rep_in.size(d)
         est.n_outputs_ = saved.problem.rep_out.size(d)
+        est._fields = saved.problem.fields
         state = config.get("estimator_state")
         if state is None:  # a CLI run: named columns when the data was a CSV/Parquet file
             info = config.get("dataset_info") or {}
@@ -416,9 +444,10 @@ def _by_name(A: Any, fitted: np.ndarray | None, which: str) -> Any:
     return A[wanted]
 
 
-def _matrix(A: Any, which: str, *, allow_1d: bool = False) -> np.ndarray:
-    """``A`` (array, list, DataFrame, tensor) as a float64 array (2-D, or 1-D when
-    ``allow_1d``), with one-line errors for what cannot be one."""
+def _matrix(A: Any, which: str, *, allow_1d: bool = False, fields: bool = False) -> np.ndarray:
+    """``A`` (array, list, DataFrame, tensor) as a float64 array (2-D, 1-D when
+    ``allow_1d``, 4-D fields when ``fields``), with one-line errors for what cannot be
+    one."""
     import scipy.sparse
 
     if scipy.sparse.issparse(A):
@@ -432,8 +461,9 @@ def _matrix(A: Any, which: str, *, allow_1d: bool = False) -> np.ndarray:
         raise InputError(f"{which} is not an array of numbers: {_first_line(exc)}") from None
     if A.dtype.kind == "c":
         raise InputError(f"Complex data not supported: {which} has dtype {A.dtype}")
-    if A.ndim != 2 and not (allow_1d and A.ndim == 1):
+    if A.ndim != 2 and not (allow_1d and A.ndim == 1) and not (fields and A.ndim == 4):
         shape = "1-D or 2-D" if allow_1d else "2-D [rows, columns]"
+        shape += " (or 4-D fields [rows, channels, H, W])" if fields else ""
         hint = ("; Reshape your data with X.reshape(-1, 1) for one feature or "
                 "X.reshape(1, -1) for one sample") if A.ndim == 1 else ""
         raise InputError(f"{which} must be {shape}, got shape {A.shape}{hint}")

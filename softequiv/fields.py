@@ -16,7 +16,7 @@ of flips, a transpose and a signed gather, with no interpolation.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import cached_property
 from typing import Protocol, TypeVar
 
@@ -46,6 +46,21 @@ def lattice_element(g: Array | torch.Tensor) -> Array:
                          "90 degrees and mirrors (signed permutation matrices) move a grid "
                          "onto itself")
     return rounded.astype(np.int64)
+
+
+def check_grid(grid: tuple[int, int], groups: Sequence[Group]) -> None:
+    """Fields on an ``H x W`` grid: a candidate with an element that swaps x and y (a
+    quarter turn, a diagonal mirror) moves the grid onto itself only when H == W;
+    InputError naming the candidates that need a square grid on a rectangular one."""
+    height, width = (int(n) for n in grid)
+    if height == width:
+        return
+    turning = [group.name for group in groups
+               if any(lattice_element(g)[0, 0] == 0 for g in group.elements())]
+    if turning:
+        raise InputError(f"candidates {', '.join(turning)} turn the grid by 90 degrees or "
+                         f"mirror it along a diagonal, which needs a square grid (H == W), but "
+                         f"the fields are {height}x{width} (H x W)")
 
 
 def signed_permutation(rho: Array) -> tuple[Array, Array]:

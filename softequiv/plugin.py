@@ -1,4 +1,5 @@
-"""The projection regularizer (SPEC 3) for the ``nn.Linear`` layers of your own network.
+"""The projection regularizer (SPEC 3) for the ``nn.Linear`` and ``nn.Conv2d`` layers of
+your own network.
 
 ::
 
@@ -14,6 +15,19 @@ layer is G_j-equivariant between the reps given for it. Only the layers named ar
 measured: the network is G_j-equivariant when R_j = 0 only if everything between them
 (activations, normalizations) is equivariant too, e.g. only scalar hidden features
 through pointwise activations, as in the example.
+
+An ``nn.Conv2d`` maps fields ``[N, C, H, W]`` (:mod:`softequiv.fields`: x the last axis,
+a Vector's channels (x, y)) whose channels are the reps given for it, and the groups are
+the square lattice's (``"D4, C4, FlipX"``); its kernel (square, odd size) is projected
+onto G-steerable kernels (:class:`~softequiv.steerable.KernelProjector`) and its bias as
+``b[:, None]``::
+
+    cnn = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.SiLU(), nn.Conv2d(16, 2, 3, padding=1))
+    reg = regularize(cnn, {"0": ("Scalar + Vector", "16*Scalar"),
+                           "2": ("16*Scalar", "Vector")}, "D4, FlipX")
+
+Equivariance of the whole network also needs padding symmetric about the kernel's centre
+(``padding=k // 2``) and stride 1.
 """
 
 from __future__ import annotations
@@ -29,28 +43,37 @@ from softequiv.groups import Group
 from softequiv.reps import Rep, Scalar
 from softequiv.solver import Projector
 from softequiv.spec import parse_groups, parse_rep
+from softequiv.steerable import KernelProjector
 
 __all__ = ["EquivarianceRegularizer", "regularize"]
 
 
+Layer = nn.Linear | nn.Conv2d
+
+
 class LayerProjectors(nn.Module):
-    """The weight and bias projectors of one ``nn.Linear`` layer (bias: None when the
-    layer has no bias)."""
+    """The weight and bias projectors of one ``nn.Linear`` layer, or of one ``nn.Conv2d``
+    with ``kernel_size`` (its bias a map from one Scalar)."""
 
-    def __init__(self, rep_in: Rep, rep_out: Rep, groups: Sequence[Group]):
+    def __init__(self, rep_in: Rep, rep_out: Rep, groups: Sequence[Group],
+                 kernel_size: int | None = None):
         super().__init__()
-        self.weight_projector = Projector(rep_in, rep_out, groups)
-        self.bias_projector: Projector | None = Projector(Scalar, rep_out, groups)
+        if kernel_size is None:
+            self.weight_projector = Projector(rep_in, rep_out, groups)
+            self.bias_projector = Projector(Scalar, rep_out, groups)
+        else:
+            self.weight_projector = KernelProjector(rep_in, rep_out, groups, kernel_size)
+            self.bias_projector = KernelProjector(Scalar, rep_out, groups, 1)
 
-    def penalty(self, layer: nn.Linear) -> torch.Tensor:
+    def penalty(self, layer: Layer) -> torch.Tensor:
         value = self.weight_projector.penalty(layer.weight)
-        if layer.bias is not None and self.bias_projector is not None:
+        if layer.bias is not None:
             value = value + self.bias_projector.penalty(layer.bias[:, None])
         return value
 
 
 class EquivarianceRegularizer(nn.Module):
-    """Per-group projection penalties of some ``nn.Linear`` layers of a model.
+    """Per-group projection penalties of some ``nn.Linear`` / ``nn.Conv2d`` layers of a model.
 
     Holds only the projectors (buffers: ``.to(device)`` moves them; the state_dict has
     no model weights). The layers themselves are referenced, not registered, so the
@@ -62,14 +85,15 @@ class EquivarianceRegularizer(nn.Module):
     ``reg.values()`` -> ``{group name: float}`` for logging.
     """
 
-    def __init__(self, layers: Mapping[str, nn.Linear], reps: Mapping[str, tuple[Rep, Rep]],
+    def __init__(self, layers: Mapping[str, Layer], reps: Mapping[str, tuple[Rep, Rep]],
                  groups: Sequence[Group], group_names: Sequence[str]):
         super().__init__()
         self.group_names = list(group_names)
         self.layer_names = list(layers)
         self._layers = [layers[name] for name in self.layer_names]  # plain list: not registered
         self.projectors = nn.ModuleList(
-            LayerProjectors(*reps[name], groups) for name in self.layer_names)
+            LayerProjectors(*reps[name], groups, _kernel_size(layers[name]))
+            for name in self.layer_names)
 
     @property
     def n_groups(self) -> int:
@@ -116,13 +140,16 @@ class EquivarianceRegularizer(nn.Module):
 
 def regularize(model: nn.Module, reps: Mapping[str, tuple[str, str]],
                groups: str | Sequence[str]) -> EquivarianceRegularizer:
-    """An :class:`EquivarianceRegularizer` for the named ``nn.Linear`` layers of ``model``.
+    """An :class:`EquivarianceRegularizer` for the named ``nn.Linear`` and ``nn.Conv2d``
+    layers of ``model``.
 
     ``reps`` maps a layer's name (as in ``model.named_modules()``, e.g. ``"0"`` or
     ``"encoder.fc1"``) to its ``(rep_in, rep_out)`` spec strings, whose sizes under the
-    groups must equal the layer's ``in_features`` / ``out_features``. ``groups`` are
-    candidate group specs acting on the same R^d (``"O(3), O2xy"`` or a list). Every
-    problem raises :class:`~softequiv.errors.InputError` with a one-line message.
+    groups must equal the layer's ``in_features`` / ``out_features`` (a convolution's
+    ``in_channels`` / ``out_channels``). ``groups`` are candidate group specs acting on the
+    same R^d (``"O(3), O2xy"`` or a list; with convolutions, finite groups of the square
+    lattice on R^2). Every problem raises :class:`~softequiv.errors.InputError` with a
+    one-line message.
     """
     if not isinstance(model, nn.Module):
         raise InputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -131,17 +158,23 @@ def regularize(model: nn.Module, reps: Mapping[str, tuple[str, str]],
     group_list = _parse_group_list(groups)
     d = group_list[0].d
     modules = dict(model.named_modules())
-    linear_names = [name for name, m in modules.items() if isinstance(m, nn.Linear)]
-    layers: dict[str, nn.Linear] = {}
+    linear_names = [name for name, m in modules.items() if isinstance(m, Layer)]
+    layers: dict[str, Layer] = {}
     parsed: dict[str, tuple[Rep, Rep]] = {}
     for name, pair in reps.items():
         layer = _linear(modules, linear_names, name)
         rep_in_text, rep_out_text = _rep_pair(name, pair)
         rep_in, rep_out = parse_rep(rep_in_text), parse_rep(rep_out_text)
         size_in, size_out = rep_in.size(d), rep_out.size(d)
-        if (size_in, size_out) != (layer.in_features, layer.out_features):
+        conv = isinstance(layer, nn.Conv2d)
+        if conv:
+            _check_conv(name, layer, group_list)
+        widths = ((layer.in_channels, layer.out_channels) if conv
+                  else (layer.in_features, layer.out_features))
+        if (size_in, size_out) != widths:
+            unit = "channels" if conv else "features"
             raise InputError(
-                f"layer {name!r} maps {layer.in_features} -> {layer.out_features} features "
+                f"layer {name!r} maps {widths[0]} -> {widths[1]} {unit} "
                 f"but reps {rep_in_text!r} -> {rep_out_text!r} have sizes {size_in} -> "
                 f"{size_out} under {group_list[0].name}")
         layers[name], parsed[name] = layer, (rep_in, rep_out)
@@ -160,16 +193,39 @@ def _parse_group_list(groups: Any) -> list[Group]:
                      f"got {type(groups).__name__}")
 
 
-def _linear(modules: dict[str, nn.Module], linear_names: list[str], name: Any) -> nn.Linear:
+def _kernel_size(layer: Layer) -> int | None:
+    return layer.kernel_size[0] if isinstance(layer, nn.Conv2d) else None
+
+
+def _check_conv(name: str, layer: nn.Conv2d, groups: Sequence[Group]) -> None:
+    """A convolution the lattice groups can act on: a square kernel of odd size, ungrouped;
+    every candidate a finite group of the square lattice."""
+    k = layer.kernel_size
+    if k[0] != k[1] or k[0] % 2 == 0:
+        raise InputError(f"layer {name!r} has kernel size {tuple(k)}; the kernel must be square "
+                         "and of odd size (a centre offset) for the grid's symmetries")
+    if layer.groups != 1:
+        raise InputError(f"layer {name!r} is a grouped convolution (groups={layer.groups}); "
+                         "only groups=1 is supported")
+    for group in groups:
+        if group.d != 2 or not group.is_finite:
+            raise InputError(f"layer {name!r} is a convolution: its candidates must be finite "
+                             f"groups of the square lattice on R^2 (D4, C4, C2, D2, FlipX, "
+                             f"FlipY), not {group.name}")
+
+
+def _linear(modules: dict[str, nn.Module], linear_names: list[str], name: Any) -> Layer:
     if not isinstance(name, str) or name not in modules:
         shown = ", ".join(repr(n) for n in linear_names[:10]) or "none"
         more = f", ... ({len(linear_names)} in all)" if len(linear_names) > 10 else ""
-        raise InputError(f"model has no module {name!r}; its nn.Linear layers are {shown}{more}")
+        raise InputError(f"model has no module {name!r}; its nn.Linear and nn.Conv2d layers "
+                         f"are {shown}{more}")
     layer = modules[name]
-    if not isinstance(layer, nn.Linear):
-        raise InputError(f"module {name!r} is {type(layer).__name__}, not nn.Linear")
+    if not isinstance(layer, Layer):
+        raise InputError(f"module {name!r} is {type(layer).__name__}, not nn.Linear or "
+                         "nn.Conv2d")
     if isinstance(layer.weight, nn.parameter.UninitializedParameter):
-        raise InputError(f"layer {name!r} is not initialized yet (LazyLinear): run one "
+        raise InputError(f"layer {name!r} is not initialized yet (a lazy layer): run one "
                          "forward pass before regularize()")
     return layer
 

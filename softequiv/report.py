@@ -3,6 +3,7 @@ schema (the levels plot is in :mod:`softequiv.plots`)."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from softequiv.data.base import TEST
@@ -10,7 +11,7 @@ from softequiv.train import TrainResult, equivariance_errors, soft_layers
 from softequiv.verdicts import HOLDS, TOLERANCE
 
 REPORT_KEYS = ("dataset", "method", "test_mse", "valid_mse", "epochs", "seconds", "groups",
-               "exact", "ranking", "warnings")
+               "exact", "ranking", "warnings", "test_sets")
 
 
 def group_levels(result: TrainResult, *, seed: int = 0) -> list[dict]:
@@ -47,6 +48,18 @@ def group_levels(result: TrainResult, *, seed: int = 0) -> list[dict]:
     return rows
 
 
+def test_set_errors(result: TrainResult) -> dict[str, dict]:
+    """Per test set of the dataset (``Dataset.test_sets``: one ``"test"``, or e.g.
+    ``"future"`` and ``"domain"`` for the smoke plumes), its rows and the model's MSE and
+    RMSE over every value, in the data's units (``test_mse`` is the first set's MSE)."""
+    out = {}
+    for name, (X, Y) in result.problem.dataset.test_parts().items():
+        mse = float(np.mean((result.predict(X) - Y) ** 2)) if len(X) else None
+        out[name] = {"rows": int(len(X)), "mse": mse,
+                     "rmse": None if mse is None else float(np.sqrt(mse))}
+    return out
+
+
 def build_report(result: TrainResult, *, dataset_name: str | None = None) -> dict:
     """The report.json content (exactly REPORT_KEYS) of a trained run: ``exact`` lists the
     candidates whose verdict is ``holds`` (:mod:`softequiv.verdicts`); ``ranking`` orders
@@ -68,6 +81,7 @@ def build_report(result: TrainResult, *, dataset_name: str | None = None) -> dic
         "exact": exact,
         "ranking": ranking,
         "warnings": list(result.warnings),
+        "test_sets": test_set_errors(result),
     }
 
 
@@ -88,6 +102,10 @@ def format_table(report: dict) -> str:
                      f"{num(g['true_error'], '.2e'):>12}  {g.get('verdict', '-'):<13}"
                      f"{_cost(g.get('evidence'))}")
     lines.append("ranking (most respected first): " + ", ".join(report["ranking"]))
+    if len(report.get("test_sets", {})) > 1:
+        lines.append("test sets: " + "; ".join(
+            f"{name} RMSE {num(t['rmse'], '.4g')} ({t['rows']} rows)"
+            for name, t in report["test_sets"].items()))
     lines += [f"warning: {w}" for w in report.get("warnings", [])]
     return "\n".join(lines)
 

@@ -22,10 +22,29 @@ from tqdm.auto import tqdm
 
 from softequiv import checks, verdicts
 from softequiv.data.base import TEST, TRAIN, VALID, Dataset
+from softequiv.data.files.validation import check_layout
 from softequiv.data.normalize import RepScaler
 from softequiv.errors import InputError
+from softequiv.fields import D as FIELD_D
+from softequiv.fields import check_grid
 from softequiv.groups import Group
-from softequiv.nn import EMLP, MLP, RPP, Augmented, FrameAveraging, MixedRPP, SoftEMLP
+from softequiv.nn import (
+    CNN,
+    EMLP,
+    GCNN,
+    MLP,
+    RPP,
+    RPPCNN,
+    Augmented,
+    FieldAugmented,
+    FrameAveraging,
+    MixedRPP,
+    MixedRPPCNN,
+    RelaxedGCNN,
+    SoftCNN,
+    SoftEMLP,
+)
+from softequiv.nn.cnn import check_field_groups
 from softequiv.nn.layers import SoftLinear
 from softequiv.nn.soft import SoftLayer
 from softequiv.regularizers import equivariance_error, sample_penalty
@@ -34,16 +53,47 @@ from softequiv.solver import Projector, StackedProjectors
 from softequiv.spec import parse_groups, parse_rep
 from softequiv.tuning import RULES, StrengthTuner
 
-METHODS = ("per", "mlp", "emlp", "rpp", "mixed-rpp", "aug", "sample", "fa")
+METHODS = ("per", "mlp", "emlp", "rpp", "mixed-rpp", "aug", "sample", "fa", "relaxed")
 PENALTIES = ("decoupled", "coupled")
+
+FIELD_DEFAULTS = {"epochs": 60, "ch": 32, "batch_size": 16}
+"""Training defaults of ``discover`` and ``SymmetryRegressor`` on fields (TrainConfig's own
+defaults are those for vectors): a CNN's epoch over fields costs thousands of times an
+MLP's over vectors, so fewer epochs of smaller batches, and 32 hidden channels (four
+regular fields of D4). The default smoke run takes about 160 CPU seconds with these
+(README, "Fields on a square grid"). On many training fields the epochs shrink so that
+training takes about ``FIELD_STEPS`` optimizer steps (:func:`default_settings`)."""
+
+FIELD_STEPS = 3000
+"""Optimizer steps the default epochs on fields stop at (at least ``FIELD_MIN_EPOCHS``):
+the smoke plumes need 600-1200, and a large field set should not train for hours."""
+
+FIELD_MIN_EPOCHS = 10
+
+
+def default_settings(fields: bool, train_rows: int | None = None,
+                     batch_size: int | None = None) -> dict:
+    """The settings a caller leaves unset default to: TrainConfig's own on vectors; on
+    fields ``FIELD_DEFAULTS``, with the epochs cut to about ``FIELD_STEPS`` steps of
+    ``batch_size`` rows (the default one when None) when ``train_rows`` is given."""
+    if not fields:
+        defaults = TrainConfig()
+        return {key: getattr(defaults, key) for key in FIELD_DEFAULTS}
+    out = dict(FIELD_DEFAULTS)
+    if train_rows:
+        batch = batch_size if isinstance(batch_size, int) and batch_size > 0 else None
+        steps = math.ceil(train_rows / (batch or out["batch_size"]))
+        out["epochs"] = max(FIELD_MIN_EPOCHS, min(out["epochs"], math.ceil(FIELD_STEPS / steps)))
+    return out
 
 
 @dataclass
 class TrainConfig:
     """Every knob of a run; saved as config.json next to the results.
 
-    ``group`` picks the candidate (by index) that ``emlp``, ``rpp``, ``aug`` and ``fa``
-    use; ``t_adj`` and ``window`` default to a quarter and an eighth of ``epochs``; model
+    ``group`` picks the candidate (by index) that ``emlp``, ``rpp``, ``aug``, ``fa`` and
+    ``relaxed`` use; ``kernel_size`` is the convolutions' on fields; ``t_adj`` and
+    ``window`` default to a quarter and an eighth of ``epochs``; model
     selection counts only epochs from ``select_after`` (default 2 * t_adj, as published).
     ``penalty="coupled"`` adds lambda_j R_j to the loss that Adam sees (the published
     way); ``"decoupled"`` (default) applies its gradient step outside Adam, see
@@ -64,6 +114,7 @@ class TrainConfig:
     batch_size: int = 500
     ch: int = 128
     layers: int = 3
+    kernel_size: int = 3
     weight_decay: float = 0.0
     rpp_free_decay: float = 1e-3
     lambda_init: float = 100.0
@@ -99,6 +150,9 @@ class TrainConfig:
         out.batch_size = checks.integer("batch_size", self.batch_size, minimum=1)
         out.ch = checks.integer("ch", self.ch, minimum=1)
         out.layers = checks.integer("layers", self.layers, minimum=1)
+        out.kernel_size = checks.integer("kernel_size", self.kernel_size, minimum=1)
+        if out.kernel_size % 2 == 0:
+            raise InputError(f"kernel_size must be odd (a centre offset), got {out.kernel_size}")
         out.weight_decay = checks.number("weight_decay", self.weight_decay, low=0)
         out.rpp_free_decay = checks.number("rpp_free_decay", self.rpp_free_decay, low=0)
         out.lambda_init = checks.number("lambda_init", self.lambda_init, low=0)
@@ -130,7 +184,11 @@ class TrainConfig:
 
 @dataclass
 class Problem:
-    """A dataset with its reps and groups parsed, split, normalized and as tensors."""
+    """A dataset with its reps and groups parsed, split, normalized and as tensors.
+
+    Rows are vectors (``X`` ``[N, size(rep_in)]``) or fields on a grid (``X``
+    ``[N, size(rep_in), H, W]``, SPEC 10; ``fields`` is True): the rep's components are
+    then the channels, and the models are CNNs (:func:`build_model`)."""
 
     dataset: Dataset
     rep_in: Rep
@@ -140,18 +198,28 @@ class Problem:
     y_scaler: RepScaler
     tensors: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
 
+    @property
+    def fields(self) -> bool:
+        return self.dataset.X.ndim == 4
+
     @classmethod
     def from_spec(cls, dataset: Dataset) -> Problem:
-        """Parse the dataset's reps and groups and check them against its array widths
+        """Parse the dataset's reps and groups and check them against its array shapes
         (arrays with 0 columns are not checked: a saved model has no data yet)."""
         groups = parse_groups(dataset.groups)
         rep_in, rep_out = parse_rep(dataset.rep_in), parse_rep(dataset.rep_out)
         d = groups[0].d
+        check_layout(dataset.X.shape, dataset.Y.shape)
+        fields = dataset.X.ndim == 4
+        unit = "channels" if fields else "columns"
         for label, rep, text, name, arr in (("rep_in", rep_in, dataset.rep_in, "X", dataset.X),
                                             ("rep_out", rep_out, dataset.rep_out, "Y", dataset.Y)):
             if arr.shape[1] and rep.size(d) != arr.shape[1]:
                 raise InputError(f"{label} {text!r} has size {rep.size(d)} under "
-                                 f"{groups[0].name} but {name} has {arr.shape[1]} columns")
+                                 f"{groups[0].name} but {name} has {arr.shape[1]} {unit}")
+        if fields:
+            check_field_groups(groups)
+            check_grid(dataset.X.shape[-2:], groups)
         return cls(dataset, rep_in, rep_out, groups, RepScaler(rep_in, d), RepScaler(rep_out, d))
 
     @classmethod
@@ -173,14 +241,20 @@ class Problem:
 
 
 def build_model(problem: Problem, config: TrainConfig) -> nn.Module:
-    """The network a method names (see METHODS), on the problem's reps and groups."""
+    """The network a method names (see METHODS), on the problem's reps and groups: MLPs
+    on vectors, CNNs on fields (:func:`build_field_model`)."""
     rin, rout, groups = problem.rep_in, problem.rep_out, problem.groups
     d = groups[0].d
     if not 0 <= config.group < len(groups):
         raise InputError(f"--group {config.group} is out of range for {len(groups)} candidates")
+    if problem.fields:
+        return build_field_model(problem, config)
     chosen = groups[config.group]
     size = dict(ch=config.ch, layers=config.layers)
     method = config.method
+    if method == "relaxed":
+        raise InputError("method relaxed (relaxed group convolutions) is for fields "
+                         "[N, C, H, W]; these rows are vectors")
     if method in ("per", "sample"):
         return SoftEMLP(rin, rout, groups, **size)
     if method == "emlp":
@@ -196,6 +270,34 @@ def build_model(problem: Problem, config: TrainConfig) -> nn.Module:
         kind = "SE(3)" if d == 4 and not chosen.is_orthogonal else "O(3)"
         return FrameAveraging(mlp, rin, rout, kind=kind)
     return mlp
+
+
+def build_field_model(problem: Problem, config: TrainConfig) -> nn.Module:
+    """The CNN a method names on fields (same widths: ``ch`` hidden channels, see
+    :mod:`softequiv.nn.cnn`): per/sample a soft CNN, emlp a G-CNN of the chosen
+    candidate, rpp/mixed-rpp residual pathways, mlp a plain CNN, aug a plain CNN on
+    randomly moved fields, relaxed the relaxed group convolution network."""
+    rin, rout, groups = problem.rep_in, problem.rep_out, problem.groups
+    chosen = groups[config.group]
+    size = dict(ch=config.ch, layers=config.layers, kernel_size=config.kernel_size)
+    method = config.method
+    if method == "fa":
+        raise InputError("method fa (frame averaging over O(3)/SE(3)) does not apply to "
+                         "fields; use aug, emlp or relaxed for a grid's symmetries")
+    if method in ("per", "sample"):
+        return SoftCNN(rin, rout, groups, **size)
+    if method == "emlp":
+        return GCNN(rin, rout, chosen, **size)
+    if method == "rpp":
+        return RPPCNN(rin, rout, chosen, **size)
+    if method == "mixed-rpp":
+        return MixedRPPCNN(rin, rout, groups, **size)
+    if method == "relaxed":
+        return RelaxedGCNN(rin, rout, chosen, **size)
+    cnn = CNN(rin.size(FIELD_D), rout.size(FIELD_D), **size)
+    if method == "aug":
+        return FieldAugmented(cnn, rin, rout, chosen)
+    return cnn
 
 
 def soft_layers(model: nn.Module) -> list[SoftLayer]:
@@ -216,8 +318,9 @@ class TrainResult:
     warnings: list[str] = field(default_factory=list)
 
     @torch.no_grad()
-    def predict_normalized(self, X: torch.Tensor, batch: int = 4096) -> torch.Tensor:
+    def predict_normalized(self, X: torch.Tensor, batch: int | None = None) -> torch.Tensor:
         self.model.eval()
+        batch = batch or batch_rows(X)
         return torch.cat([self.model(X[i:i + batch]) for i in range(0, len(X), batch)])
 
     def predict(self, X: np.ndarray) -> np.ndarray:
@@ -247,13 +350,23 @@ def equivariance_errors(function: Callable[[np.ndarray], np.ndarray], problem: P
     return [float(equivariance_error(function, X, group, problem.rep_in, problem.rep_out,
                                      generator=torch.Generator().manual_seed(seed + j)))
             for j, group in enumerate(problem.groups)]
+def batch_rows(X: torch.Tensor | np.ndarray) -> int:
+    """Rows per batch when evaluating: 4096 vectors, or fields of about 2^18 grid points
+    in all (256 fields of 32x32), which keeps a CNN's activations small."""
+    if X.ndim <= 2:
+        return 4096
+    return max(1, 2 ** 18 // max(1, X.shape[-1] * X.shape[-2]))
 
 
 def evaluate(model: nn.Module, X: torch.Tensor, Y: torch.Tensor) -> float:
-    """The model's MSE on (X, Y), in the units of Y (eval mode, no gradients)."""
+    """The model's MSE on (X, Y), in the units of Y (eval mode, no gradients, in batches of
+    :func:`batch_rows`)."""
     model.eval()
+    batch = batch_rows(X)
     with torch.no_grad():
-        return float(((model(X) - Y) ** 2).mean())
+        total = sum(float(((model(X[i:i + batch]) - Y[i:i + batch]).double() ** 2).sum())
+                    for i in range(0, len(X), batch))
+    return total / max(Y.numel(), 1)
 
 
 def fit(problem: Problem, config: TrainConfig) -> TrainResult:
@@ -349,7 +462,7 @@ class Training:
             if reg is not None:
                 loss = loss + (lambdas * reg).sum().to(loss.dtype)
                 epoch_reg += reg.detach()
-            decay = _weight_decay(self.params, self.free, config)
+            decay = _weight_decay(self.params, self.free, config, model)
             if decay is not None:
                 loss = loss + decay
             self.optimizer.zero_grad(set_to_none=True)
@@ -643,13 +756,18 @@ def _regularizers(model: nn.Module, layers: list[SoftLinear], problem: Problem,
     return None
 
 
-def _weight_decay(params: list[nn.Parameter], free: set[int],
-                  config: TrainConfig) -> torch.Tensor | None:
+def _weight_decay(params: list[nn.Parameter], free: set[int], config: TrainConfig,
+                  model: nn.Module | None = None) -> torch.Tensor | None:
+    """Weight decay (stronger on RPP's free pathways) plus the model's own prior where it
+    has one (``prior_loss()``: the relaxed group convolution's pull towards equivariance)."""
     terms = []
     for p in params:
         rate = config.weight_decay + (config.rpp_free_decay if id(p) in free else 0.0)
         if rate:
             terms.append(0.5 * rate * p.square().sum())
+    prior = getattr(model, "prior_loss", None)
+    if prior is not None:
+        terms.append(prior())
     return torch.stack(terms).sum() if terms else None
 
 
@@ -804,10 +922,11 @@ def _project_gradients(layers: list[SoftLayer], group: int) -> None:
                                  .reshape(param.shape))
 
 
-def row_errors(model: nn.Module, X: torch.Tensor, Y: torch.Tensor,
-               batch: int = 4096) -> torch.Tensor:
-    """Each row's squared error averaged over outputs, float64 ``[n]`` (eval mode)."""
+def row_errors(model: nn.Module, X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
+    """Each row's squared error averaged over outputs, float64 ``[n]`` (eval mode, in
+    batches of :func:`batch_rows`)."""
     model.eval()
+    batch = batch_rows(X)
     with torch.no_grad():
         return torch.cat([((model(X[i:i + batch]) - Y[i:i + batch]).double() ** 2)
                           .reshape(len(X[i:i + batch]), -1).mean(1)

@@ -212,3 +212,37 @@ def test_workers_and_address_are_checked(tmp_path):
     common = dict(seeds=1, methods=["MLP"], out=tmp_path / "x.json", readme=False)
     fails(lambda: run_benchmark("cossim", workers=0, **common), "--workers", "at least 1")
     fails(lambda: run_benchmark("cossim", address=" ", **common), "--address")
+
+
+def field_run(seed, variant, asymmetry, c4_error, ranking, verdicts=("broken",) * 4):
+    truth = {"D4": 0.6 * asymmetry, "C4": 0.6 * asymmetry, "FlipX": 0.0, "FlipY": 0.0}
+    groups = [{"name": n, "lambda": 1.0, "model_error": c4_error if n in ("D4", "C4") else 1e-3,
+               "true_error": t, "verdict": v}
+              for (n, t), v in zip(truth.items(), verdicts, strict=True)]
+    return {"label": "PER", "method": "per", "group": 0, "seed": seed,
+            "setting": {"variant": variant} | ({"level": asymmetry} if variant == "levels"
+                                               else {}),
+            "test_mse": 1.0, "valid_mse": 1.0, "seconds": 2.0, "ranking": ranking,
+            "exact_reported": [], "groups": groups, "asymmetry": asymmetry,
+            "truly_exact": [n for n, t in truth.items() if t == 0], "parameters": 10,
+            "test_sets": {"future": {"rows": 3, "mse": 4.0, "rmse": 2.0},
+                          "domain": {"rows": 3, "mse": 1.0, "rmse": 1.0}}}
+
+
+def test_field_table_rmse_per_test_set_ranking_verdicts_and_levels():
+    good, bad = ["FlipX", "FlipY", "C4"], ["C4", "FlipX", "FlipY"]
+    holds = ("broken", "broken", "holds", "holds")
+    runs = [field_run(0, "rotation", 0.2, 0.025, good, holds),
+            field_run(1, "rotation", 0.2, 0.025, bad, ("holds",) * 4)]
+    runs += [field_run(seed, "levels", a, 0.1 * a + 0.01 * seed, good)
+             for seed in (0, 1) for a in (0.0, 0.1, 0.4)]
+    summary = summarize(runs)
+    rotation = summary[0]
+    assert rotation["rmse"]["future"] == {"mean": 2.0, "std": 0.0}
+    assert rotation["ranking_agrees"] == 1  # the second ranks the broken C4 first
+    assert rotation["holds"] == (4, 4, 2)  # exact candidates held 4/4; 2 false holds
+    table = markdown_table("smoke", summary, {"epochs": 60})
+    assert "| setting | method | params | runs | RMSE future | RMSE domain |" in table
+    assert "| variant=rotation | PER | 10 | 2 | 2.0000 ± 0 | 1.0000 ± 0 |" in table
+    assert "| 1/2 | 4/4 | 2 |" in table
+    assert "- C4: rho = 1.00 (per seed: 1.00, 1.00)" in table

@@ -274,7 +274,7 @@ def test_npz_row_counts_differ(tmp_path):
 
 def test_npz_wrong_dimensionality(tmp_path):
     np.savez(tmp_path / "d.npz", X=np.zeros((2, 3, 4)), Y=np.zeros(2))
-    fails(lambda: load_table(tmp_path / "d.npz"), "'X'", "1-D or 2-D", "(2, 3, 4)")
+    fails(lambda: load_table(tmp_path / "d.npz"), "'X'", "1-D, 2-D or 4-D", "(2, 3, 4)")
 
 
 def test_npz_missing_array(tmp_path):

@@ -1,4 +1,4 @@
-"""The projection regularizer for the nn.Linear layers of a user's own model."""
+"""The projection regularizer for the nn.Linear and nn.Conv2d layers of a user's own model."""
 
 from __future__ import annotations
 
@@ -145,3 +145,43 @@ def test_errors():
     fails(lambda: regularize(model, {"0": "5*Scalar+5*Vector"}, GROUPS), "pair")
     fails(lambda: regularize(model, REPS, 3), "groups")
     fails(lambda: regularize("model", REPS, GROUPS), "nn.Module")
+
+
+CONV_REPS = {"0": ("Scalar + Vector", "16*Scalar"), "2": ("16*Scalar", "Vector")}
+
+
+def make_cnn() -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.SiLU(),
+                         nn.Conv2d(16, 2, 3, padding=1))
+
+
+def test_conv2d_layers_with_field_types():
+    # Projected kernels: R_j = 0 and the network is FlipX-equivariant (float64, 1e-12);
+    # random kernels: R_j > 0 for both candidates.
+    from softequiv.fields import field_equivariance_error
+    from softequiv.spec import parse_groups, parse_rep
+
+    cnn = make_cnn().double()
+    reg = regularize(cnn, CONV_REPS, "D4, FlipX")
+    assert reg.n_groups == 2 and (reg() > 1e-3).all()
+    project_model(cnn, reg, 1)
+    values = reg().detach()
+    assert values[1] < 1e-20 < 1e-3 < values[0]
+    x = torch.randn(4, 3, 9, 9, dtype=torch.float64)
+    groups = parse_groups("D4, FlipX")
+    rin, rout = parse_rep("Scalar + Vector"), parse_rep("Vector")
+    assert field_equivariance_error(cnn, x, groups[1], rin, rout) < 1e-12
+    assert field_equivariance_error(cnn, x, groups[0], rin, rout) > 1e-3
+    reg.total([0.0, 1.0]).backward()  # gradients reach the kernels
+    assert cnn[0].weight.grad is not None
+
+
+def test_conv2d_errors():
+    cnn = make_cnn()
+    fails(lambda: regularize(cnn, {"0": ("Vector", "16*Scalar")}, "D4"), "layer '0'",
+          "3 -> 16 channels", "2 -> 16")
+    fails(lambda: regularize(cnn, CONV_REPS, "O(2)"), "convolution", "square lattice", "O(2)")
+    fails(lambda: regularize(nn.Conv2d(3, 4, 2), {"": ("Scalar + Vector", "4*Scalar")}, "D4"),
+          "kernel size (2, 2)", "odd")
+    fails(lambda: regularize(nn.Conv2d(2, 4, 3, groups=2), {"": ("Vector", "4*Scalar")}, "D4"),
+          "grouped")

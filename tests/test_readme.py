@@ -5,14 +5,16 @@ suite itself) are checked to name real Makefile targets with ``make -n``.
 
 The default suite runs the examples with less work (FAST: 2 epochs of a small network,
 120/60/60 rows of the synthetic data in Python, 3 simulated trajectories, an 8x8 smoke
-box with 8 frames, 5 optimizer steps, 2-fold cross-validation; the Python blocks share
-one interpreter and the bash blocks one shell), so only that the commands work is
+box with 8 frames for ``data smoke`` and ``discover --dataset smoke``, 5 optimizer steps,
+2-fold cross-validation; the Python blocks share one interpreter and the bash blocks one
+shell), so only that the commands work is
 checked; the slow suite runs them verbatim and also checks results the README states
 (``make test-slow``).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -33,6 +35,7 @@ FAST = [
     (r"range\(500\)", "range(5)"),
     (r"cv=3", "cv=2"),
     (r"(softequiv data smoke [^\n#]*?)--out", r"\1--grid 8 --steps 8 --out"),
+    (r"(softequiv discover --dataset smoke [^\n#]*?)--out", r"\1--grid 8 --steps 8 --out"),
 ]
 
 
@@ -123,6 +126,8 @@ def test_readme_examples_fast(tmp_path):
     assert any(out.startswith("softequiv ") for out in outputs.values())  # --version
     assert (tmp_path / "runs/inertia-csv/levels.png").is_file()
     assert (tmp_path / "predictions.csv").is_file() and (tmp_path / "ant.npz").is_file()
+    assert (tmp_path / "fields-predicted.npz").is_file()
+    assert json.loads((tmp_path / "runs/smoke/report.json").read_text())["test_sets"]
 
 
 @pytest.mark.slow

@@ -285,8 +285,9 @@ def write_file(dataset: Dataset, path: str | Path) -> Path:
 
     Arrays: ``X``, ``Y``, ``split`` (0/1/2 = train/valid/test, both test sets labelled
     test so that a reader knowing three parts takes the file as is), ``test_set`` (per
-    row: ``"future"``, ``"domain"`` or ``""``), and as JSON strings ``rep_in``,
-    ``rep_out``, ``groups``, ``exact``, ``true_errors`` and ``info``.
+    row: ``"future"``, ``"domain"`` or ``""``; ``discover --data`` reports each set), and
+    as JSON strings ``rep_in``, ``rep_out``, ``groups``, ``exact``, ``true_errors`` and
+    ``info``.
     """
     code_name = {code: name for name, code in dataset.test_sets.items()}
     test_set = np.array([code_name.get(int(c), "") for c in dataset.split])

@@ -148,10 +148,12 @@ class RelaxedGCNN(_FieldNet):
     """The relaxed group-convolution network of Wang, Walters & Yu (ICML 2022) on field
     types of a finite lattice group: relaxed group convolutions (see
     :class:`~softequiv.nn.conv.RelaxedGroupConv2d`) between ``rep_in``, hidden regular
-    channels and ``rep_out``. ``relaxation()`` sums the layers' regularizers."""
+    channels and ``rep_out``. ``relaxation()`` sums the layers' regularizers, and
+    ``prior_loss()`` = ``alpha * relaxation()`` is what the trainer adds to the loss (the
+    published rotation runs: alpha = 1e-5)."""
 
     def __init__(self, rep_in: Rep, rep_out: Rep, group: Group, *, ch: int = 32,
-                 layers: int = 3, kernel_size: int = 3, banks: int = 2):
+                 layers: int = 3, kernel_size: int = 3, banks: int = 2, alpha: float = 1e-5):
         check_field_groups([group])
         hidden = hidden_channels(group, ch)
         types = [rep_in] + [hidden] * layers + [rep_out]
@@ -159,9 +161,13 @@ class RelaxedGCNN(_FieldNet):
                           for a, b in zip(types[:-1], types[1:], strict=True)],
                          rep_in.size(D), rep_in)
         self.group, self.rep_in, self.rep_out = group, rep_in, rep_out
+        self.alpha = alpha
 
     def relaxation(self) -> torch.Tensor:
         return torch.stack([conv.relaxation() for conv in self.convs]).sum()
+
+    def prior_loss(self) -> torch.Tensor:
+        return self.alpha * self.relaxation()
 
 
 class FieldAugmented(nn.Module):

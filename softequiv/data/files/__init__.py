@@ -64,9 +64,10 @@ def load_table(
 ) -> LoadedTable:
     """Read X, Y and an optional split from a ``.npz``, ``.csv`` or ``.parquet`` file.
 
-    ``.npz``: arrays ``X`` and ``Y`` (2-D, or 1-D meaning one column) and optionally
-    ``split`` (ints 0/1/2 or strings train/valid/test). The arrays are named by the
-    file, so ``x_cols``/``y_cols`` must not be given for ``.npz`` (an InputError says so).
+    ``.npz``: arrays ``X`` and ``Y`` (2-D, 1-D meaning one column, or both 4-D fields
+    ``[N, C, H, W]``) and optionally ``split`` (ints 0/1/2 or strings train/valid/test).
+    The arrays are named by the file, so ``x_cols``/``y_cols`` must not be given for
+    ``.npz`` (an InputError says so).
 
     ``.csv`` (comma-separated, header line first, UTF-8) and ``.parquet``: ``x_cols``
     and ``y_cols`` are required and use the selection grammar in this module's
@@ -115,12 +116,13 @@ def _read_table(
 def load_inputs(path: str | Path, *, x_cols: str | None = None) -> tuple[np.ndarray, list[str]]:
     """Read the inputs X (to predict from) of a ``.npz``, ``.csv`` or ``.parquet`` file.
 
-    ``.npz``: array ``X`` (2-D, or 1-D meaning one column); any ``Y`` or ``split`` is
-    ignored and ``x_cols`` must not be given. ``.csv`` / ``.parquet``: ``x_cols`` is
-    required and follows the selection grammar of :mod:`softequiv.data.files.columns`; other
-    columns are not read. Returns float64 ``X [N, d]`` and its column names (``x0..``
-    for ``.npz``). Every problem (missing or unreadable file, text, NaN/inf, no rows)
-    raises InputError with a one-line message naming the file.
+    ``.npz``: array ``X`` (2-D, 1-D meaning one column, or 4-D fields ``[N, C, H, W]``);
+    any ``Y`` or ``split`` is ignored and ``x_cols`` must not be given. ``.csv`` /
+    ``.parquet``: ``x_cols`` is required and follows the selection grammar of
+    :mod:`softequiv.data.files.columns`; other columns are not read. Returns float64
+    ``X [N, d]`` (or fields) and its column names (``x0..`` for ``.npz``). Every problem
+    (missing or unreadable file, text, NaN/inf, no rows) raises InputError with a
+    one-line message naming the file.
     """
     path = _existing_file(path)
     ext = _extension(path)

@@ -30,6 +30,9 @@ class LoadedTable:
     row (0=train, 1=valid, 2=test) when the file carries one, else None (the caller then
     draws a seeded split with :func:`split_rows`). ``x_names`` / ``y_names`` are the
     column names (``x0..``/``y0..`` for ``.npz``), used in messages and output headers.
+    ``test_set`` names each row's test set when the file has several (a ``.npz`` array
+    ``test_set`` next to ``split``), else None. ``X`` and ``Y`` may also be fields
+    ``[N, C, H, W]``.
     """
 
     X: np.ndarray
@@ -37,6 +40,7 @@ class LoadedTable:
     split: np.ndarray | None
     x_names: list[str]
     y_names: list[str]
+    test_set: np.ndarray | None = None
 
 
 def _require_pyarrow(what: str) -> None:

@@ -1,4 +1,9 @@
-"""``.npz`` archives: arrays ``X``, ``Y`` and an optional ``split``, read without pickle."""
+"""``.npz`` archives: arrays ``X``, ``Y``, an optional ``split`` and, with it, an optional
+``test_set`` (per row, the name of its test set), read without pickle.
+
+``X`` and ``Y`` are rows ``[N, columns]`` (1-D: one column) or fields on a grid
+``[N, channels, H, W]`` (:mod:`softequiv.fields`); names are ``x0..``/``y0..`` per column
+or channel."""
 
 from __future__ import annotations
 
@@ -40,17 +45,19 @@ def _load_npz(path: Path) -> LoadedTable:
         X = _npz_matrix(path, archive, "X")
         Y = _npz_matrix(path, archive, "Y")
         split = _npz_array(path, archive, "split") if "split" in archive.files else None
+        test_set = (_npz_array(path, archive, "test_set") if "test_set" in archive.files
+                    else None)
     if X.shape[0] != Y.shape[0]:
         raise InputError(f"X has {X.shape[0]} rows but Y has {Y.shape[0]}")
     if split is not None:
         split = _npz_split(split, X.shape[0])
     x_names = [f"x{j}" for j in range(X.shape[1])]
     y_names = [f"y{j}" for j in range(Y.shape[1])]
-    return LoadedTable(X, Y, split, x_names, y_names)
+    return LoadedTable(X, Y, split, x_names, y_names, test_set if split is not None else None)
 
 
 def _load_npz_inputs(path: Path) -> np.ndarray:
-    """Array X of a ``.npz`` archive as float64 ``[N, d]``."""
+    """Array X of a ``.npz`` archive as float64 ``[N, d]`` or fields ``[N, C, H, W]``."""
     with _open_npz(path, "X") as archive:
         if "X" not in archive.files:
             present = ", ".join(archive.files) or "none"
@@ -69,12 +76,19 @@ def _npz_array(path: Path, archive: Any, key: str) -> np.ndarray:
 
 
 def _npz_matrix(path: Path, archive: Any, key: str) -> np.ndarray:
-    """Array ``key`` as float64 ``[N, d]``; 1-D arrays become one column."""
+    """Array ``key`` as float64 ``[N, d]`` (1-D arrays become one column) or fields
+    ``[N, C, H, W]``."""
     A = _npz_array(path, archive, key)
     if A.ndim == 1:
         A = A.reshape(-1, 1)
-    if A.ndim != 2:
-        raise InputError(f"array '{key}' must be 1-D or 2-D, got shape {A.shape}")
+    if A.ndim not in (2, 4):
+        raise InputError(f"array '{key}' must be 1-D, 2-D or 4-D fields [rows, channels, H, "
+                         f"W], got shape {A.shape}")
+    if A.dtype.kind in "US" and A.ndim == 4:
+        try:
+            return A.astype(np.float64)
+        except ValueError:
+            raise InputError(f"array '{key}' holds text that is not numeric") from None
     if A.dtype.kind in "US":
         return _text_matrix_to_float(path, A, key)
     if A.dtype.kind not in "biuf":

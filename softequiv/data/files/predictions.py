@@ -15,7 +15,8 @@ from softequiv.errors import InputError
 
 
 def save_predictions(path: str | Path, Y_pred: np.ndarray, names: list[str] | None = None) -> None:
-    """Write predictions to ``.npz`` (one array ``Y``) or ``.csv`` (header + one row each).
+    """Write predictions to ``.npz`` (one array ``Y``) or ``.csv`` (header + one row each);
+    fields ``[N, C, H, W]`` go to ``.npz`` only.
 
     The CSV header is ``names`` (one per column) or ``y0, y1, ...``; values are written
     with the shortest text that reads back to the same float64. The file is written
@@ -28,6 +29,9 @@ def save_predictions(path: str | Path, Y_pred: np.ndarray, names: list[str] | No
     if ext not in (".npz", ".csv"):
         raise InputError(f"{path.name}: predictions can be saved as .npz or .csv, not '{ext}'")
     Y = _prediction_matrix(Y_pred)
+    if Y.ndim == 4 and ext != ".npz":
+        raise InputError(f"{path.name}: predicted fields [N, C, H, W] can be saved as .npz "
+                         "only")
     names = _prediction_names(names, Y.shape[1])
     if not path.parent.is_dir():
         raise InputError(f"cannot write {path}: directory {path.parent} does not exist")
@@ -45,15 +49,15 @@ def save_predictions(path: str | Path, Y_pred: np.ndarray, names: list[str] | No
 
 
 def _prediction_matrix(Y_pred: Any) -> np.ndarray:
-    """Predictions as float64 ``[N, k]``; 1-D means one column."""
+    """Predictions as float64 ``[N, k]`` (1-D means one column) or fields ``[N, C, H, W]``."""
     try:
         Y = np.asarray(Y_pred, dtype=np.float64)
     except (TypeError, ValueError) as e:
         raise InputError(f"predictions are not an array of numbers: {_one_line(e)}") from None
     if Y.ndim == 1:
         Y = Y.reshape(-1, 1)
-    if Y.ndim != 2:
-        raise InputError(f"predictions must be 1-D or 2-D, got shape {Y.shape}")
+    if Y.ndim not in (2, 4):
+        raise InputError(f"predictions must be 1-D, 2-D or 4-D fields, got shape {Y.shape}")
     return Y
 
 

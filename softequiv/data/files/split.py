@@ -1,5 +1,5 @@
-"""The train/valid/test split: parsing a user's split labels (0/1/2 or train/valid/test)
-and drawing a seeded random split when the data has none.
+"""The train/valid/test split: parsing a user's split labels (0/1/2 or train/valid/test),
+naming several test sets, and drawing a seeded random split when the data has none.
 """
 
 from __future__ import annotations
@@ -44,6 +44,25 @@ def split_rows(
         _check_parts_nonempty(labels)
         return labels
     return standard_split(n, _split_sizes(n, fractions), seed=seed)
+
+
+def named_test_sets(split: np.ndarray,
+                    test_set: Any) -> tuple[np.ndarray, dict[str, int]]:
+    """Split codes and ``Dataset.test_sets`` from per-row test-set names (a file's optional
+    ``test_set`` array, as ``softequiv data smoke`` writes: ``"future"``, ``"domain"``, and
+    ``""`` for rows not in a test set): the test rows of the first name keep TEST, those of
+    the next TEST + 1, ...; unnamed test rows form the set ``"test"``."""
+    names = np.asarray(test_set)
+    if names.shape != split.shape or names.dtype.kind not in "US":
+        raise InputError(f"test_set must hold one name per row (text), got shape {names.shape} "
+                         f"and dtype {names.dtype}")
+    names = np.where(names == "", "test", names.astype(str))
+    is_test = split == TEST
+    order = list(dict.fromkeys(names[is_test].tolist())) or ["test"]
+    codes = split.copy()
+    for k, name in enumerate(order):
+        codes[is_test & (names == name)] = TEST + k
+    return codes, {name: TEST + k for k, name in enumerate(order)}
 
 
 def parse_split(values: Any, row_label: RowLabel | None = None) -> np.ndarray:
