@@ -532,15 +532,16 @@ def ranking_agrees(row: dict, margin: float = 1e-3) -> bool | None:
                if truth[a] + margin < truth[b])
 
 
-def _holds(rows: list[dict]) -> tuple[int, int, int] | None:
-    """Over the runs: verdicts ``holds`` of truly exact candidates, the number of such
-    (run, candidate) pairs, and ``holds`` of candidates the truth breaks."""
+def _holds(rows: list[dict]) -> list[int] | None:
+    """Over the runs: verdicts ``holds`` of truly exact candidates (the ambient group
+    aside), the number of such (run, candidate) pairs, and ``holds`` of candidates the
+    truth breaks (:func:`_false_holds`)."""
     if not all("verdict" in g for r in rows for g in r["groups"]):
         return None
-    exact = [g for r in rows for g in r["groups"][1:] if g["name"] in r["truly_exact"]]
-    broken = [g for r in rows for g in r["groups"] if g["name"] not in r["truly_exact"]]
-    return (sum(g["verdict"] == "holds" for g in exact), len(exact),
-            sum(g["verdict"] == "holds" for g in broken))
+    exact = [g for r in rows for g in r["groups"][1:]
+             if not _broken_by_truth(g, r["truly_exact"])]
+    return [sum(g["verdict"] == HOLDS for g in exact), len(exact),
+            sum(_false_holds(r) for r in rows)]
 
 
 def field_summary(entry: dict, rows: list[dict]) -> dict:

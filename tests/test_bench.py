@@ -240,7 +240,7 @@ def test_field_table_rmse_per_test_set_ranking_verdicts_and_levels():
     rotation = summary[0]
     assert rotation["rmse"]["future"] == {"mean": 2.0, "std": 0.0}
     assert rotation["ranking_agrees"] == 1  # the second ranks the broken C4 first
-    assert rotation["holds"] == (4, 4, 2)  # exact candidates held 4/4; 2 false holds
+    assert rotation["holds"] == [4, 4, 2]  # exact candidates held 4/4; 2 false holds
     table = markdown_table("smoke", summary, {"epochs": 60})
     assert "| setting | method | params | runs | RMSE future | RMSE domain |" in table
     assert "| variant=rotation | PER | 10 | 2 | 2.0000 ± 0 | 1.0000 ± 0 |" in table
