@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from softequiv.atomic import write_json
 from softequiv.bench import update_readme
 from softequiv.data.synthetic import cossim, inertia, se3
 
@@ -120,10 +121,7 @@ def main() -> dict:
             results.append(run_case(name, case, Path(tmp)))
             print(name, [(g["name"], g["verdict"]) for g in results[-1]["groups"]],
                   flush=True)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    partial = RESULTS.with_suffix(".json.tmp")
-    partial.write_text(json.dumps({"cases": results}, indent=2))
-    partial.replace(RESULTS)
+    write_json(RESULTS, {"cases": results}, indent=2)
     update_readme("heldout", table(results))
     return {"cases": results}
 

@@ -156,12 +156,11 @@ def judge(free: torch.Tensor, constrained: Sequence[torch.Tensor], Y_valid: torc
     evidence is the best of their refits.
 
     ``holds`` says that the free model would have shown a break had there been one, so
-    it is withheld (undetermined, with a warning) when the free model is not a good
-    enough reference: when some constrained model fits clearly better than it (its
-    interval lies below 1 / ``TOLERANCE``: the free model is under-fitted, since its
-    class contains every constrained model), or when the ambient group, whose subspace
-    lies inside every candidate's, is not shown broken (even the most constrained model
-    fits as well as the free one: the data shows no break these models can see)."""
+    it is withheld (undetermined, with a warning) when the ambient group, whose subspace
+    lies inside every candidate's, is not shown broken: then even the most constrained
+    model fits as well as the free one, and the data shows no break these models can see.
+    A constrained model that fits *better* than the free one is not a reason to withhold:
+    a symmetry the data holds usually improves generalization."""
     reason = guard(len(free), r_squared(free, Y_valid))
     if reason is not None:
         return undetermined(len(constrained), reason), [f"verdicts undetermined: {reason}"]
@@ -175,27 +174,39 @@ def judge(free: torch.Tensor, constrained: Sequence[torch.Tensor], Y_valid: torc
 
 
 def withhold_unsupported(found: list[dict], names: Sequence[str]) -> tuple[list[dict], list[str]]:
-    """Turn every ``holds`` into ``undetermined`` when the free refit is not a reference
-    that would have shown a break (see :func:`judge`); returns the verdicts and the
-    warning, if any. It reads only the evidence, so stored verdicts can be judged again."""
-    why = None
-    better = [names[j] for j, v in enumerate(found)
-              if v["evidence"]["interval"] is not None
-              and v["evidence"]["interval"][1] < 1 / TOLERANCE]
-    if better:
-        why = (f"the model constrained to {better[0]} fits clearly better than the free "
-               "one, so the free model is not the best of its class (which holds every "
-               "constrained model) and could miss a break as large as that gap")
-    elif found[0]["verdict"] != BROKEN:
-        why = (f"the ambient group {names[0]} is not shown broken, so no break of any "
-               "candidate was seen: these models cannot tell data that holds every "
-               "candidate from data too small to show its breaks")
-    if why is None or not any(v["verdict"] == HOLDS for v in found):
+    """Turn every ``holds`` into ``undetermined`` when the ambient group is not shown
+    broken (see :func:`judge`); returns the verdicts and the warning, if any."""
+    if found[0]["verdict"] == BROKEN or not any(v["verdict"] == HOLDS for v in found):
         return found, []
+    why = (f"the ambient group {names[0]} is not shown broken, so no break of any "
+           "candidate was seen: these models cannot tell data that holds every "
+           "candidate from data too small to show its breaks")
     for v in found:
         if v["verdict"] == HOLDS:
             v["verdict"], v["evidence"]["reason"] = UNDETERMINED, why
     return found, [f"no candidate holds: {why}"]
+
+
+def rejudge(groups: Sequence[dict]) -> tuple[list[dict], list[str]]:
+    """Verdicts derived again, by the current rule, from stored evidence (report.json's
+    or a benchmark row's ``groups``): the evidence does not depend on the rule, so this
+    equals judging the run anew. Candidates without an interval keep their verdict."""
+    names = [g["name"] for g in groups]
+    if all(g["evidence"]["interval"] is None for g in groups):
+        return [{"verdict": g["verdict"], "evidence": dict(g["evidence"])} for g in groups], []
+    found = []
+    for g in groups:
+        fields = {k: g["evidence"][k] for k in ("statistic", "value", "interval", "level",
+                                                "tolerance")}
+        evidence = Evidence(**fields)
+        if evidence.verdict() == UNDETERMINED:
+            low, high = evidence.interval
+            evidence.reason = (f"the interval [{low:.3g}, {high:.3g}] straddles the "
+                               f"tolerance {evidence.tolerance:g}")
+        found.append({"verdict": evidence.verdict(), "evidence": evidence.as_dict()})
+    found, warnings = withhold_unsupported(found, names)
+    line = straddle_warning(names, found)
+    return found, warnings + ([line] if line else [])
 
 
 def straddle_warning(names: Sequence[str], verdicts: Sequence[dict]) -> str | None:
