@@ -302,8 +302,8 @@ def _add_discover(sub: argparse._SubParsersAction) -> None:
                          "lambda_j R_j is added to Adam's loss (the published way)")
     tr.add_argument("--no-snap", dest="snap", action="store_false",
                     help="per/sample: keep the selected model (by default the refit with the "
-                         "lowest validation MSE is kept, free or inside a candidate that is "
-                         "not broken)")
+                         "lowest validation MSE is kept, free or inside a candidate that "
+                         "holds)")
     tr.add_argument("--refit-steps", type=POSITIVE_INT, default=100,
                     help="per/sample: Adam steps of each refit behind the verdicts")
     _add_threads(tr)

@@ -238,7 +238,7 @@ class SymmetryRegressor(_RegressorMixin, _BaseEstimator):
         from softequiv.spec import parse_groups, parse_rep
         from softequiv.threads import limited_threads
 
-        config = self._train_config(fields=np.ndim(X) == 4)
+        config = self._train_config(fields=_is_field_array(X))
         if y is None:
             raise InputError(f"{type(self).__name__} requires y to be passed, but the target "
                              "y is None")
@@ -485,3 +485,12 @@ def _matrix(A: Any, which: str, *, allow_1d: bool = False, fields: bool = False)
 def _first_line(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
     return lines[0] if lines else type(exc).__name__
+
+
+def _is_field_array(X: object) -> bool:
+    """Whether X looks like fields [N, C, H, W], before it is validated (a malformed X is
+    reported by the validation, so it counts as rows here)."""
+    try:
+        return np.asarray(X).ndim == 4
+    except (TypeError, ValueError):
+        return False

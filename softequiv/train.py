@@ -566,12 +566,13 @@ class Training:
 
     def snap(self, refits: dict[int | None, Refit] | None, found: list[dict]) -> int | None:
         """With ``config.snap``: keep whichever refit has the lowest validation MSE, among
-        the free one and those inside a candidate that is not broken; return that
-        candidate (the model is then exactly equivariant to it)."""
+        the free one and those inside a candidate that holds; return that candidate (the
+        model is then exactly equivariant to it). An undetermined candidate is never
+        imposed: the model stays free of what the data has not shown."""
         if not self.config.snap or refits is None:
             return None
         options = [refits[None]] + [refits[j] for j, v in enumerate(found)
-                                    if v["verdict"] != verdicts.BROKEN]
+                                    if v["verdict"] == verdicts.HOLDS]
         chosen = min(options, key=lambda r: r.mse)
         load_parameters(self.model, chosen.state)
         self.model.eval()

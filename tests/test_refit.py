@@ -77,3 +77,27 @@ def test_the_respected_group_holds_and_the_others_are_broken():
                                      names=[g.name for g in PLANES])
     assert [f["verdict"] for f in found] == ["broken", "holds", "broken", "broken"], found
     assert warnings == []
+
+
+def test_the_snap_imposes_only_a_candidate_that_holds():
+    # Refits inside an undetermined candidate are never kept, however well they fit: the
+    # model is made exactly equivariant only to what the data was shown to hold.
+    from types import SimpleNamespace
+
+    from softequiv.train import Refit, Training
+
+    model = torch.nn.Linear(2, 1)
+
+    def fitted(group, mse, value):
+        state = {name: torch.full_like(p, value) for name, p in model.named_parameters()}
+        return Refit(group, state, torch.full((10,), mse), 0, [])
+
+    refits = {None: fitted(None, 1.0, 0.0), 0: fitted(0, 2.0, 1.0), 1: fitted(1, 0.5, 2.0),
+              2: fitted(2, 0.8, 3.0)}
+    found = [{"verdict": v} for v in (verdicts.BROKEN, verdicts.UNDETERMINED, verdicts.HOLDS)]
+    run = SimpleNamespace(config=SimpleNamespace(snap=True), model=model)
+    assert Training.snap(run, refits, found) == 2
+    assert torch.all(model.weight == 3.0)
+    found[2] = {"verdict": verdicts.UNDETERMINED}
+    assert Training.snap(run, refits, found) is None
+    assert torch.all(model.weight == 0.0)

@@ -110,13 +110,16 @@ def test_an_underfit_model_leaves_every_candidate_undetermined():
     assert "R^2" in found[0]["evidence"]["reason"] and "R^2" in warnings[0]
 
 
+def _judged_scaled(scales: list[float], *, spread: float, seed: int, n: int = 500):
+    """Judge constrained refits whose row errors are the free refit's times ``scales``."""
+    free = errors(n, 0.02, spread, seed)
+    return V.judge(free, [free * scale for scale in scales], targets(n, 1.0), names=NAMES)
+
+
 def test_no_candidate_holds_unless_the_ambient_group_is_shown_broken():
     # Even the most constrained model fits as well as the free one: the data shows no
     # break at all, so "holds" cannot be told from "too little data to see the break".
-    n = 500
-    free = errors(n, 0.02, 0.6, 13)
-    found, warnings = V.judge(free, [free * 1.01, free.clone(), free * 3.0], targets(n, 1.0),
-                              names=NAMES)
+    found, warnings = _judged_scaled([1.01, 1.0, 3.0], spread=0.6, seed=13)
     assert [f["verdict"] for f in found] == [V.UNDETERMINED, V.UNDETERMINED, V.BROKEN]
     assert "ambient group A is not shown broken" in found[1]["evidence"]["reason"]
     assert found[1]["evidence"]["interval"][1] <= V.TOLERANCE  # the evidence stays
@@ -126,10 +129,7 @@ def test_no_candidate_holds_unless_the_ambient_group_is_shown_broken():
 def test_a_constrained_model_that_beats_the_free_one_still_holds():
     # Holding a symmetry the data has usually generalizes better than the free model: a
     # ratio clearly below 1 is evidence for the constraint, not a reason to withhold it.
-    n = 500
-    free = errors(n, 0.02, 0.3, 15)
-    found, warnings = V.judge(free, [free * 3.0, free.clone(), free * 0.7], targets(n, 1.0),
-                              names=NAMES)
+    found, warnings = _judged_scaled([3.0, 1.0, 0.7], spread=0.3, seed=15)
     assert [f["verdict"] for f in found] == [V.BROKEN, V.HOLDS, V.HOLDS]
     assert warnings == []
 
