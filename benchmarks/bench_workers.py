@@ -34,7 +34,7 @@ def main() -> dict:
             results[workers] = [{k: v for k, v in r.items() if k != "seconds"}
                                 for r in result["runs"]]
     out = {"machine": {"cpu_count": os.cpu_count(),
-                       "note": "2 CPU cores shared with other jobs while measured"},
+                       "note": "2 CPU cores; no other job running while measured"},
            "grid": GRID | {"runs": len(results[1])},
            "wall_seconds": {"1 worker": walls[1], "2 workers": walls[2]},
            "speedup_2_workers": walls[1] / walls[2],
