@@ -546,13 +546,10 @@ class Training:
         if refits is None:
             reason = self._unjudged()
             return verdicts.undetermined(len(names), reason), [f"verdicts undetermined: {reason}"]
-        found, warnings = verdicts.judge(refits[None].errors,
-                                         [refits[j].errors for j in range(len(names))],
-                                         self.valid[1], names=names,
-                                         inside=nested_subspaces(self.layers, len(names)),
-                                         seed=self.config.seed)
-        straddling = verdicts.straddle_warning(names, found)
-        return found, warnings + ([straddling] if straddling else [])
+        return verdicts.judge(refits[None].errors,
+                              [refits[j].errors for j in range(len(names))], self.valid[1],
+                              names=names, inside=nested_subspaces(self.layers, len(names)),
+                              seed=self.config.seed)
 
     def _unjudged(self) -> str | None:
         """Why no candidate can be judged before any refit, or None."""

@@ -75,6 +75,14 @@ class Evidence:
     def as_dict(self) -> dict:
         return asdict(self)
 
+    def explained(self) -> Evidence:
+        """Itself, with the reason set when its interval straddles the tolerance."""
+        if self.interval is not None and self.verdict() == UNDETERMINED:
+            low, high = self.interval
+            self.reason = (f"the interval [{low:.3g}, {high:.3g}] straddles the tolerance "
+                           f"{self.tolerance:g}")
+        return self
+
 
 def block_size(n: int) -> int:
     """Rows per bootstrap block: about n^(1/3), so that rows recorded next to each other
@@ -112,11 +120,8 @@ def ratio_evidence(constrained: np.ndarray | torch.Tensor, free: np.ndarray | to
                                      method="percentile",
                                      rng=np.random.default_rng(seed)).confidence_interval
         interval = [float(ci.low), float(ci.high)]
-    evidence = Evidence(value=value, interval=interval, level=level, tolerance=tolerance)
-    if evidence.verdict() == UNDETERMINED:
-        evidence.reason = (f"the interval [{interval[0]:.3g}, {interval[1]:.3g}] straddles the "
-                           f"tolerance {tolerance:g}")
-    return evidence
+    return Evidence(value=value, interval=interval, level=level,
+                    tolerance=tolerance).explained()
 
 
 def r_squared(free: np.ndarray | torch.Tensor, Y: torch.Tensor) -> float:
@@ -170,7 +175,7 @@ def judge(free: torch.Tensor, constrained: Sequence[torch.Tensor], Y_valid: torc
         best = min(members, key=lambda k: float(constrained[k].sum()))
         evidence = ratio_evidence(constrained[best], free, seed=seed + j)
         out.append({"verdict": evidence.verdict(), "evidence": evidence.as_dict()})
-    return withhold_unsupported(out, names)
+    return _finish(out, names)
 
 
 def withhold_unsupported(found: list[dict], names: Sequence[str]) -> tuple[list[dict], list[str]]:
@@ -198,12 +203,13 @@ def rejudge(groups: Sequence[dict]) -> tuple[list[dict], list[str]]:
     for g in groups:
         fields = {k: g["evidence"][k] for k in ("statistic", "value", "interval", "level",
                                                 "tolerance")}
-        evidence = Evidence(**fields)
-        if evidence.verdict() == UNDETERMINED:
-            low, high = evidence.interval
-            evidence.reason = (f"the interval [{low:.3g}, {high:.3g}] straddles the "
-                               f"tolerance {evidence.tolerance:g}")
+        evidence = Evidence(**fields).explained()
         found.append({"verdict": evidence.verdict(), "evidence": evidence.as_dict()})
+    return _finish(found, names)
+
+
+def _finish(found: list[dict], names: Sequence[str]) -> tuple[list[dict], list[str]]:
+    """Withhold unsupported ``holds``, then the run's warning lines."""
     found, warnings = withhold_unsupported(found, names)
     line = straddle_warning(names, found)
     return found, warnings + ([line] if line else [])
