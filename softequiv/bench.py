@@ -99,7 +99,7 @@ TASKS: dict[str, Task] = {
 }
 
 
-FIELD_PROTOCOL = {"epochs": 60, "ch": 32, "batch_size": 16}
+FIELD_PROTOCOL = {"epochs": 60, "ch": 32, "batch_size": 16, "refit_steps": 200}
 """The smoke benchmark trains every method with discover's defaults on fields
 (:data:`softequiv.train.FIELD_DEFAULTS`): 32 hidden channels for every model, which for
 the D4 models are 4 regular fields of D4 (see :mod:`softequiv.nn.cnn`)."""

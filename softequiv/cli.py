@@ -162,7 +162,6 @@ def _train_config(args: argparse.Namespace, dataset) -> TrainConfig:
                        group=dataset.candidate_index(args.group), seed=args.seed,
                        device=args.device,
                        penalty=args.penalty, threads=args.threads, snap=args.snap,
-                       refit_steps=args.refit_steps,
                        progress=not args.quiet and sys.stderr.isatty())
 
 
@@ -304,8 +303,10 @@ def _add_discover(sub: argparse._SubParsersAction) -> None:
                     help="per/sample: keep the selected model (by default the refit with the "
                          "lowest validation MSE is kept, free or inside a candidate that "
                          "holds)")
-    tr.add_argument("--refit-steps", type=POSITIVE_INT, default=100,
-                    help="per/sample: Adam steps of each refit behind the verdicts")
+    tr.add_argument("--refit-steps", type=POSITIVE_INT,
+                    help="per/sample: most Adam steps of each refit behind the verdicts "
+                         "(default: as many as the training took, at most 1000 on vectors, "
+                         "200 on fields; a refit stops early once it stops improving)")
     _add_threads(tr)
     tr.add_argument("--device", type=_device_flag, default="auto",
                     help="where to train: auto (a CUDA GPU when there is one, else cpu), cpu, "

@@ -56,7 +56,7 @@ from softequiv.tuning import RULES, StrengthTuner
 METHODS = ("per", "mlp", "emlp", "rpp", "mixed-rpp", "aug", "sample", "fa", "relaxed")
 PENALTIES = ("decoupled", "coupled")
 
-FIELD_DEFAULTS = {"epochs": 60, "ch": 32, "batch_size": 16}
+FIELD_DEFAULTS = {"epochs": 60, "ch": 32, "batch_size": 16, "refit_steps": 200}
 """Training defaults of ``discover`` and ``SymmetryRegressor`` on fields (TrainConfig's own
 defaults are those for vectors): a CNN's epoch over fields costs thousands of times an
 MLP's over vectors, so fewer epochs of smaller batches, and 32 hidden channels (four
@@ -101,7 +101,9 @@ class TrainConfig:
     (see :class:`~softequiv.tuning.StrengthTuner`); ``rule`` (default ``"error"``) and ``p``
     (default 2) set how the strengths are adjusted at t_adj, one default for every
     dataset. ``rule_steps`` is the fit rule's refit budget, ``refit_steps`` the verdicts'
-    (Adam steps at a peak learning rate ``refit_lr``, default lr / 10; see :func:`refit`).
+    (at most that many Adam steps at a peak learning rate ``refit_lr``, default ``lr``; by
+    default as many steps as the training took, at most ``REFIT_MAX_STEPS``; see
+    :func:`refit`).
     ``torch_compile`` trains through ``torch.compile(model)`` (eager if compiling fails; on
     CPU it does not pay, see the README's Performance section). ``snap`` (soft models only)
     keeps, after the verdicts, the refit with the lowest validation MSE among the free one
@@ -126,7 +128,7 @@ class TrainConfig:
     p: float | None = None
     rule: str | None = None
     rule_steps: int = 50
-    refit_steps: int = 100
+    refit_steps: int | None = None
     refit_lr: float | None = None
     select_after: int | None = None
     patience: int | None = None
@@ -167,10 +169,11 @@ class TrainConfig:
         checks.resolve_device(self.device)
         out.p = checks.number("p", self.p if self.p is not None else 2.0, low=0)
         out.rule = checks.choice("rule", self.rule if self.rule is not None else "error", RULES)
-        out.refit_steps = checks.integer("refit_steps", self.refit_steps, minimum=1)
+        out.refit_steps = checks.integer("refit_steps", self.refit_steps, minimum=1,
+                                         optional=True)
         out.rule_steps = checks.integer("rule_steps", self.rule_steps, minimum=1)
         out.refit_lr = checks.number("refit_lr", self.refit_lr if self.refit_lr is not None
-                                     else out.lr / 10, low=0, open_low=True)
+                                     else out.lr, low=0, open_low=True)
         t_adj = self.t_adj if self.t_adj is not None else max(1, out.epochs // 4)
         out.t_adj = checks.integer("t_adj", t_adj, minimum=1, maximum=out.epochs)
         window = self.window if self.window is not None else max(1, out.t_adj // 2)
@@ -535,7 +538,8 @@ class Training:
         cannot be constrained, too few validation rows)."""
         if self._unjudged() is not None:
             return None
-        options = self._refit_options(self.config.refit_steps)
+        options = self._refit_options(self.config.refit_steps or min(
+            REFIT_MAX_STEPS, self.config.epochs * self.steps_per_epoch))
         return {group: refit(self.model, self.layers, self.train, self.valid, group=group,
                              **options)
                 for group in (None, *range(len(self.problem.groups)))}
@@ -809,9 +813,15 @@ class Refit:
 
 
 REFIT_CHECKPOINTS = 20
-"""Validation checks during a refit (the best one is kept)."""
+"""Validation checks during a refit's full budget (the best one is kept)."""
 
-REFIT_WARMUP = 0.2
+REFIT_MAX_STEPS = 1000
+"""The verdicts' refits train at most as long as the run itself and at most this long."""
+
+REFIT_PATIENCE = 5
+"""A refit stops once this many checks in a row have not improved on its best one."""
+
+REFIT_WARMUP = 0.1
 """Share of a refit's steps over which the learning rate ramps up: a fresh Adam takes
 steps of about ``lr`` in every coordinate whatever the gradient's size, which throws a
 converged model far off before its moment estimates settle."""
@@ -820,15 +830,19 @@ converged model far off before its moment estimates settle."""
 def refit(model: nn.Module, layers: list[SoftLayer], train: tuple[torch.Tensor, torch.Tensor],
           valid: tuple[torch.Tensor, torch.Tensor], *, group: int | None, steps: int,
           lr: float, batch_size: int, seed: int) -> Refit:
-    """Train ``model`` on for ``steps`` Adam steps on the data loss alone (learning rate
-    ramped up to ``lr``, then cosine to zero) and keep its best validation checkpoint;
-    the model's parameters are left as they came.
+    """Train ``model`` on for at most ``steps`` Adam steps on the data loss alone (learning
+    rate ramped up to ``lr``, then cosine to zero over ``steps``), stopping early once
+    ``REFIT_PATIENCE`` validation checks bring no improvement, and keep its best
+    validation checkpoint; the model's parameters are left as they came.
 
     With ``group`` set the model first moves to its projection onto that candidate and
     stays inside the subspace (every step projects the gradients and the weights, as a
     hard EMLP of the group trains): the best exactly equivariant model the budget reaches
-    from here. The same budget, schedule and batch order for every ``group`` (None
-    included) make the results comparable row by row."""
+    from here. A projection can cost a model most of its fit (features the candidate
+    forbids), so the budget is that of training a model, not of a touch-up: a short one
+    would call a symmetry broken because the refit had not recovered yet. The same
+    budget, schedule and batch order for every ``group`` (None included) make the
+    results comparable row by row."""
     start = parameters_copy(model)
     Xtr, Ytr = train
     n = len(Xtr)
@@ -864,6 +878,8 @@ def refit(model: nn.Module, layers: list[SoftLayer], train: tuple[torch.Tensor, 
             history.append(float(errors.mean()))
             if history[-1] < best[0]:
                 best, best_errors = (history[-1], step, parameters_copy(model)), errors
+            if step - best[1] >= REFIT_PATIENCE * every:
+                break
             model.train()
     load_parameters(model, start)
     model.eval()

@@ -1,13 +1,18 @@
 """Verdicts (SPEC 9): does the data hold each candidate symmetry?
 
-For every candidate G_j the trainer refits the selected model twice for the same short
-budget (:func:`softequiv.train.refit`): once free, once inside G_j's equivariant
-subspace (a hard EMLP of G_j, starting from the projection of the selected weights). The
-evidence is the ratio of their validation MSEs, constrained over free, with a
-confidence interval from a paired bootstrap over validation rows:
+The trainer refits the selected model for the same budget (:func:`softequiv.train.refit`)
+once free and once inside every candidate's equivariant subspace (a hard EMLP of that
+candidate, starting from the projection of the selected weights). G_j's evidence is the
+ratio of two validation MSEs with a confidence interval from a paired bootstrap over
+validation rows: that of the best refit that imposes G_j (its own, or one of a candidate
+whose subspace lies inside G_j's) over that of the best refit that does not (the free
+one, or one of a candidate whose subspace does not lie inside G_j's). The second is the
+alternative "the data is better fit without G_j": a free model overfits where a model
+of a symmetry the data holds does not, so against the free refit alone a break can hide
+behind the free model's own excess error.
 
-- ``holds``: the interval lies at or below ``TOLERANCE`` (constraining to G_j costs at
-  most 5% of the free model's error, with 95% confidence);
+- ``holds``: the interval lies at or below ``TOLERANCE`` (imposing G_j costs at most 5%
+  of the alternative's error, with 95% confidence);
 - ``broken``: the interval lies above it;
 - ``undetermined``: the interval straddles it, or the data cannot tell at all (too few
   validation rows, or a free model that explains too little of the variance).
@@ -30,7 +35,10 @@ HOLDS, BROKEN, UNDETERMINED = "holds", "broken", "undetermined"
 VERDICTS = (HOLDS, BROKEN, UNDETERMINED)
 
 STATISTIC = "valid_mse_ratio"
-"""Validation MSE of the model refit inside G_j over that of the model refit free."""
+"""Validation MSE of the best refit imposing G_j over that of the best refit that does not
+(the ``reference``: ``"free"`` or a candidate's name)."""
+
+FREE = "free"
 
 TOLERANCE = 1.05
 """``holds`` needs the whole interval at or below this ratio, ``broken`` all of it above."""
@@ -60,6 +68,7 @@ class Evidence:
     level: float = LEVEL
     tolerance: float = TOLERANCE
     reason: str | None = None
+    reference: str | None = None
 
     def verdict(self) -> str:
         """``holds`` / ``broken`` when the interval lies on one side of the tolerance."""
@@ -92,8 +101,8 @@ def block_size(n: int) -> int:
 
 
 def ratio_evidence(constrained: np.ndarray | torch.Tensor, free: np.ndarray | torch.Tensor, *,
-                   seed: int = 0, tolerance: float = TOLERANCE,
-                   level: float = LEVEL) -> Evidence:
+                   seed: int = 0, tolerance: float = TOLERANCE, level: float = LEVEL,
+                   reference: str | None = FREE) -> Evidence:
     """The MSE ratio of paired per-row errors with its BCa bootstrap interval, resampling
     contiguous blocks of rows (see :func:`block_size`)."""
     c = np.asarray(torch.as_tensor(constrained).double().cpu(), dtype=np.float64)
@@ -120,8 +129,8 @@ def ratio_evidence(constrained: np.ndarray | torch.Tensor, free: np.ndarray | to
                                      method="percentile",
                                      rng=np.random.default_rng(seed)).confidence_interval
         interval = [float(ci.low), float(ci.high)]
-    return Evidence(value=value, interval=interval, level=level,
-                    tolerance=tolerance).explained()
+    return Evidence(value=value, interval=interval, level=level, tolerance=tolerance,
+                    reference=reference).explained()
 
 
 def r_squared(free: np.ndarray | torch.Tensor, Y: torch.Tensor) -> float:
@@ -158,22 +167,28 @@ def judge(free: torch.Tensor, constrained: Sequence[torch.Tensor], Y_valid: torc
 
     ``inside[j]`` lists the candidates whose equivariant subspace lies inside candidate
     j's (j itself included): a model of any of them is also G_j-equivariant, so G_j's
-    evidence is the best of their refits.
+    evidence is the best of their refits, and the best of the others' refits and the free
+    one is the alternative it is measured against. Without ``inside`` nothing is known
+    to nest, and every candidate is measured against the free refit alone.
 
-    ``holds`` says that the free model would have shown a break had there been one, so
+    ``holds`` says that the alternative would have shown a break had there been one, so
     it is withheld (undetermined, with a warning) when the ambient group, whose subspace
     lies inside every candidate's, is not shown broken: then even the most constrained
-    model fits as well as the free one, and the data shows no break these models can see.
+    model fits as well as any other, and the data shows no break these models can see.
     A constrained model that fits *better* than the free one is not a reason to withhold:
     a symmetry the data holds usually improves generalization."""
     reason = guard(len(free), r_squared(free, Y_valid))
     if reason is not None:
         return undetermined(len(constrained), reason), [f"verdicts undetermined: {reason}"]
-    inside = inside or [[j] for j in range(len(constrained))]
     out = []
-    for j, members in enumerate(inside):
+    for j in range(len(constrained)):
+        members = inside[j] if inside is not None else [j]
         best = min(members, key=lambda k: float(constrained[k].sum()))
-        evidence = ratio_evidence(constrained[best], free, seed=seed + j)
+        others = [k for k in range(len(constrained)) if k not in members] if inside else []
+        alternatives = [(FREE, free)] + [(names[k], constrained[k]) for k in others]
+        reference, errors = min(alternatives, key=lambda pair: float(pair[1].sum()))
+        evidence = ratio_evidence(constrained[best], errors, seed=seed + j,
+                                  reference=reference)
         out.append({"verdict": evidence.verdict(), "evidence": evidence.as_dict()})
     return _finish(out, names)
 
@@ -202,7 +217,8 @@ def rejudge(groups: Sequence[dict]) -> tuple[list[dict], list[str]]:
     found = []
     for g in groups:
         fields = {k: g["evidence"][k] for k in ("statistic", "value", "interval", "level",
-                                                "tolerance")}
+                                                "tolerance", "reference")
+                  if k in g["evidence"]}
         evidence = Evidence(**fields).explained()
         found.append({"verdict": evidence.verdict(), "evidence": evidence.as_dict()})
     return _finish(found, names)

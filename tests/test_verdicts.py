@@ -159,6 +159,23 @@ def test_a_candidate_is_judged_by_the_best_refit_inside_its_subspace():
     assert found[2]["evidence"]["value"] == pytest.approx(2.5)
 
 
+def test_a_candidate_is_measured_against_the_best_refit_that_does_not_impose_it():
+    # Candidate 1 holds and its refit generalizes twice as well as the free one, which
+    # hides the break of candidate 2 (and of the ambient group) behind the free model's
+    # excess error; measured against candidate 1's refit, both are broken.
+    n = 500
+    free = errors(n, 0.02, 0.3, 17)
+    constrained = [free * 1.0, free * 0.5, free * 1.0]
+    inside = [[0], [1, 0], [2, 0]]
+    alone, _ = V.judge(free, constrained, targets(n, 1.0), names=NAMES)
+    assert [f["verdict"] for f in alone] == [V.UNDETERMINED] * 3
+    found, warnings = V.judge(free, constrained, targets(n, 1.0), names=NAMES, inside=inside)
+    assert [f["verdict"] for f in found] == [V.BROKEN, V.HOLDS, V.BROKEN]
+    assert [f["evidence"]["reference"] for f in found] == ["B", V.FREE, "B"]
+    assert found[2]["evidence"]["value"] == pytest.approx(2.0)
+    assert warnings == []
+
+
 def test_straddle_warning_names_the_unsure_candidates():
     found = [{"verdict": V.HOLDS, "evidence": V.Evidence(value=1.0, interval=[1, 1]).as_dict()},
              {"verdict": V.UNDETERMINED,
