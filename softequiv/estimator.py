@@ -217,7 +217,7 @@ class SymmetryRegressor(_RegressorMixin, _BaseEstimator):
 
         settings = {key: getattr(self, key) for key in _TRAIN_KEYS}
         for key, default in default_settings(fields, train_rows, self.batch_size).items():
-            if settings[key] is None:
+            if settings.get(key) is None:
                 settings[key] = default
         return TrainConfig(**settings).resolved()
 
