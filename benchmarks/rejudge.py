@@ -3,8 +3,9 @@
 A verdict is a decision on evidence (the refits' validation-MSE ratio and its interval,
 stored with every run); the decision rule (:mod:`softequiv.verdicts`) can change without
 the evidence changing, since the refits do not depend on it. This rewrites each run's
-verdicts, ``exact_reported`` and ``warnings``, the summaries, and the README tables, exactly
-as rerunning ``softequiv bench`` with the same seeds would, without the hours of training.
+verdicts, ``exact_reported``, ``warnings`` and ``ranking`` (:func:`softequiv.report.rank`),
+the summaries, and the README tables, exactly as rerunning ``softequiv bench`` with the
+same seeds would, without the hours of training.
 
 Run: ``.venv/bin/python benchmarks/rejudge.py [TASK ...]`` (default: every results file,
 ``heldout`` included).
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from softequiv.atomic import write_json
 from softequiv.bench import RESULTS_DIR, TASKS, markdown_table, summarize, update_readme
+from softequiv.report import rank
 from softequiv.verdicts import HOLDS, rejudge
 
 
@@ -31,6 +33,8 @@ def rejudge_row(row: dict) -> bool:
         group.update(verdict)
     if "exact_reported" in row:
         row["exact_reported"] = [g["name"] for g in groups if g["verdict"] == HOLDS]
+    if "ranking" in row and all(g.get("model_error") is not None for g in groups[1:]):
+        row["ranking"] = rank(groups[1:])
     row["warnings"] = [w for w in row.get("warnings", []) if w.startswith("verdicts undetermined")]
     row["warnings"] += warnings
     return True

@@ -60,15 +60,29 @@ def test_set_errors(result: TrainResult) -> dict[str, dict]:
     return out
 
 
+HELD_EXACTLY = 1e-5
+"""A model equivariance error below this is float rounding: the model holds the candidate
+exactly (a projected float32 network reaches about 1e-7)."""
+
+
+def rank(candidates: list[dict]) -> list[str]:
+    """Candidate names by the model's equivariance error, most respected first. Those the
+    model holds exactly (after a snap onto a subspace that lies inside several candidates'
+    subspaces) tie on that error, whose rounding noise would order them by chance; they
+    are ordered by the strength the data allowed each during training, largest first."""
+    return [g["name"] for g in sorted(
+        candidates, key=lambda g: (max(g["model_error"], HELD_EXACTLY), -(g["lambda"] or 0.0)))]
+
+
 def build_report(result: TrainResult, *, dataset_name: str | None = None) -> dict:
     """The report.json content (exactly REPORT_KEYS) of a trained run: ``exact`` lists the
     candidates whose verdict is ``holds`` (:mod:`softequiv.verdicts`); ``ranking`` orders
-    the non-ambient candidates by the model's equivariance error, most respected first."""
+    the non-ambient candidates by the model's equivariance error, most respected first
+    (:func:`rank`)."""
     groups = group_levels(result)
     for group, found in zip(groups, result.verdicts or [], strict=True):
         group.update(found)
-    candidates = groups[1:]
-    ranking = [g["name"] for g in sorted(candidates, key=lambda g: g["model_error"])]
+    ranking = rank(groups[1:])
     exact = [g["name"] for g in groups if g.get("verdict") == HOLDS]
     return {
         "dataset": dataset_name or result.problem.dataset.name,
@@ -91,7 +105,7 @@ def format_table(report: dict) -> str:
              f"test MSE {report['test_mse']:.4g}  valid MSE {report['valid_mse']:.4g}  "
              f"{report['epochs']} epochs in {report['seconds']:.1f} s",
              f"{'group':<28}{'lambda':>10}{'R_j':>12}{'model err':>12}{'true err':>12}"
-             f"  {'verdict':<13}cost (constrained / free valid MSE, {TOLERANCE:g} tolerated)"]
+             f"  {'verdict':<13}cost (valid MSE constrained / reference, {TOLERANCE:g} tolerated)"]
 
     def num(v: float | None, fmt: str) -> str:
         return "-" if v is None else format(v, fmt)

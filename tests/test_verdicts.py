@@ -184,3 +184,15 @@ def test_straddle_warning_names_the_unsure_candidates():
     line = V.straddle_warning(["A", "B"], found)
     assert "B" in line and "A" not in line.split(":")[1]
     assert V.straddle_warning(["A"], found[:1]) is None
+
+
+def test_candidates_held_exactly_are_ranked_by_their_strength():
+    # A snap onto O2xy's subspace makes the model exactly SO2xy-equivariant too: both
+    # errors are float rounding, so the strength the data allowed orders them.
+    from softequiv.report import rank
+
+    groups = [{"name": "O2xy", "model_error": 3e-7, "lambda": 70.0},
+              {"name": "O2yz", "model_error": 0.3, "lambda": 50.0},
+              {"name": "SO2xy", "model_error": 4e-7, "lambda": 100.0},
+              {"name": "O2xz", "model_error": 0.2, "lambda": None}]
+    assert rank(groups) == ["SO2xy", "O2xy", "O2xz", "O2yz"]
