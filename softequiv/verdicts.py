@@ -184,7 +184,8 @@ def judge(free: torch.Tensor, constrained: Sequence[torch.Tensor], Y_valid: torc
     for j in range(len(constrained)):
         members = inside[j] if inside is not None else [j]
         best = min(members, key=lambda k: float(constrained[k].sum()))
-        others = [k for k in range(len(constrained)) if k not in members] if inside else []
+        others = ([k for k in range(len(constrained)) if k not in members]
+                  if inside is not None else [])
         alternatives = [(FREE, free)] + [(names[k], constrained[k]) for k in others]
         reference, errors = min(alternatives, key=lambda pair: float(pair[1].sum()))
         evidence = ratio_evidence(constrained[best], errors, seed=seed + j,
