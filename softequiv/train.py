@@ -384,7 +384,7 @@ def fit(problem: Problem, config: TrainConfig) -> TrainResult:
     run.train_epochs(config.t_adj, config.epochs)
     run.select_best_epoch()
     refits = run.refit_candidates()
-    verdicts, warnings = run.judge(refits)
+    verdicts, warnings = run.judge(refits, run.refit_candidates(touch_up=True))
     snapped_to = run.snap(refits, verdicts)
     return TrainResult(run.model, problem, config, run.tuner, run.history, run.best_epoch,
                        time.perf_counter() - start, snapped_to, verdicts, warnings)
@@ -532,28 +532,38 @@ class Training:
             _restore(self.model, self.best[2])
         self.model.eval()
 
-    def refit_candidates(self) -> dict[int | None, Refit] | None:
+    def refit_candidates(self, touch_up: bool = False) -> dict[int | None, Refit] | None:
         """The selected soft model refit free (key None) and inside every candidate's
-        subspace, for the same budget; None when no verdict can come of it (a model that
-        cannot be constrained, too few validation rows)."""
+        subspace, for the same budget: retrained (the run's own steps, at most
+        ``REFIT_MAX_STEPS``, or ``refit_steps``) or, with ``touch_up``, touched up
+        (``TOUCH_UP_STEPS`` at ``TOUCH_UP_LR`` times the refit lr). None when no verdict
+        can come of it (a model that cannot be constrained, too few validation rows)."""
         if self._unjudged() is not None:
             return None
-        options = self._refit_options(self.config.refit_steps or min(
-            REFIT_MAX_STEPS, self.config.epochs * self.steps_per_epoch))
+        steps = self.config.refit_steps or min(REFIT_MAX_STEPS,
+                                               self.config.epochs * self.steps_per_epoch)
+        options = self._refit_options(steps)
+        if touch_up:
+            options |= {"steps": min(steps, TOUCH_UP_STEPS), "lr": options["lr"] * TOUCH_UP_LR}
         return {group: refit(self.model, self.layers, self.train, self.valid, group=group,
                              **options)
                 for group in (None, *range(len(self.problem.groups)))}
 
-    def judge(self, refits: dict[int | None, Refit] | None) -> tuple[list[dict], list[str]]:
-        """Verdict and evidence per candidate (:mod:`softequiv.verdicts`), and warnings."""
+    def judge(self, refits: dict[int | None, Refit] | None,
+              touch_ups: dict[int | None, Refit] | None) -> tuple[list[dict], list[str]]:
+        """Verdict and evidence per candidate (:mod:`softequiv.verdicts`) from the retrained
+        and the touched-up refits, and warnings."""
         names = self.problem.dataset.groups
-        if refits is None:
+        if refits is None or touch_ups is None:
             reason = self._unjudged()
             return verdicts.undetermined(len(names), reason), [f"verdicts undetermined: {reason}"]
-        return verdicts.judge(refits[None].errors,
-                              [refits[j].errors for j in range(len(names))], self.valid[1],
-                              names=names, inside=nested_subspaces(self.layers, len(names)),
-                              seed=self.config.seed)
+
+        def errors(found: dict[int | None, Refit]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+            return found[None].errors, [found[j].errors for j in range(len(names))]
+
+        return verdicts.judge(*errors(refits), self.valid[1], names=names,
+                              inside=nested_subspaces(self.layers, len(names)),
+                              touch_up=errors(touch_ups), seed=self.config.seed)
 
     def _unjudged(self) -> str | None:
         """Why no candidate can be judged before any refit, or None."""
@@ -821,6 +831,14 @@ REFIT_MAX_STEPS = 1000
 REFIT_PATIENCE = 5
 """A refit stops once this many checks in a row have not improved on its best one."""
 
+TOUCH_UP_STEPS = 100
+"""The verdicts' touched-up refits: this many Adam steps (at most the retrained budget) ..."""
+
+TOUCH_UP_LR = 0.1
+"""... at this share of the refit learning rate: near enough to the trained model to ask
+whether it needs its break, long enough to settle what the projection disturbed."""
+"""A refit stops once this many checks in a row have not improved on its best one."""
+
 REFIT_WARMUP = 0.1
 """Share of a refit's steps over which the learning rate ramps up: a fresh Adam takes
 steps of about ``lr`` in every coordinate whatever the gradient's size, which throws a
@@ -838,11 +856,11 @@ def refit(model: nn.Module, layers: list[SoftLayer], train: tuple[torch.Tensor, 
     With ``group`` set the model first moves to its projection onto that candidate and
     stays inside the subspace (every step projects the gradients and the weights, as a
     hard EMLP of the group trains): the best exactly equivariant model the budget reaches
-    from here. A projection can cost a model most of its fit (features the candidate
-    forbids), so the budget is that of training a model, not of a touch-up: a short one
-    would call a symmetry broken because the refit had not recovered yet. The same
-    budget, schedule and batch order for every ``group`` (None included) make the
-    results comparable row by row."""
+    from here. The verdicts refit twice (:mod:`softequiv.verdicts`): retrained, for a
+    model's budget (a projection can cost a model most of its fit, which a short refit
+    has not recovered yet), and touched up, briefly and gently (what the trained model
+    itself needs). The same budget, schedule and batch order for every ``group`` (None
+    included) make the results comparable row by row."""
     start = parameters_copy(model)
     Xtr, Ytr = train
     n = len(Xtr)

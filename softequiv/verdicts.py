@@ -1,21 +1,35 @@
 """Verdicts (SPEC 9): does the data hold each candidate symmetry?
 
-The trainer refits the selected model for the same budget (:func:`softequiv.train.refit`)
+Two questions, each answered by refits of the selected model (:func:`softequiv.train.refit`)
 once free and once inside every candidate's equivariant subspace (a hard EMLP of that
-candidate, starting from the projection of the selected weights). G_j's evidence is the
-ratio of two validation MSEs with a confidence interval from a paired bootstrap over
-validation rows: that of the best refit that imposes G_j (its own, or one of a candidate
-whose subspace lies inside G_j's) over that of the best refit that does not (the free
-one, or one of a candidate whose subspace does not lie inside G_j's). The second is the
-alternative "the data is better fit without G_j": a free model overfits where a model
-of a symmetry the data holds does not, so against the free refit alone a break can hide
-behind the free model's own excess error.
+candidate, starting from the projection of the selected weights):
 
-- ``holds``: the interval lies at or below ``TOLERANCE`` (imposing G_j costs at most 5%
-  of the alternative's error, with 95% confidence);
-- ``broken``: the interval lies above it;
-- ``undetermined``: the interval straddles it, or the data cannot tell at all (too few
-  validation rows, or a free model that explains too little of the variance).
+- **retrained**: can a model that holds G_j fit the data as well as one that does not?
+  The refits train as long as the run did (the projection may cost a model most of its
+  fit, and a short refit would mistake "not recovered yet" for a break).
+- **touched up**: does the trained model need its break of G_j? The refits are a short,
+  gentle touch-up of the projected model, so they stay near what the run learned.
+
+Each answer is the ratio of two validation MSEs with a confidence interval from a paired
+bootstrap over validation rows: that of the best refit imposing G_j (its own, or one of a
+candidate whose subspace lies inside G_j's) over that of the best refit that does not
+(the free one, or one of a candidate whose subspace does not lie inside G_j's). A free
+model overfits where a model of a symmetry the data holds does not, so against the free
+refit alone a break could hide behind the free model's own excess error.
+
+- ``holds``: both intervals lie at or below ``TOLERANCE`` (imposing G_j costs at most 5%
+  of the alternative's error, with 95% confidence, whether the model is retrained inside
+  G_j or only touched up);
+- ``broken``: both lie above it;
+- ``undetermined``: an interval straddles it, the two answers disagree, or the data
+  cannot tell at all (too few validation rows, or a free model that explains too little
+  of the variance).
+
+The answers fail in opposite ways, which is why a verdict needs both. A retrained model
+can make up for a small break with other features (it holds a mirror the trained model
+learned to break, and so the data does not hold). A touch-up cannot undo what training
+left outside the subspace (a non-compact candidate's projection moves a model far from
+its fit even when the data holds the candidate).
 
 The README's "Verdicts" section gives the reasons for each number.
 """
@@ -69,12 +83,23 @@ class Evidence:
     tolerance: float = TOLERANCE
     reason: str | None = None
     reference: str | None = None
+    touch_up: dict | None = None
+    """The touched-up refits' answer: ``value``, ``interval`` and ``reference`` as above
+    (None in reports written before it existed: the verdict then rests on the retrained
+    refits alone)."""
 
     def verdict(self) -> str:
-        """``holds`` / ``broken`` when the interval lies on one side of the tolerance."""
-        if self.interval is None:
+        """``holds`` / ``broken`` when every interval lies on the same side of the
+        tolerance."""
+        retrained = self._side(self.interval)
+        if self.touch_up is None:
+            return retrained
+        return retrained if self._side(self.touch_up.get("interval")) == retrained else UNDETERMINED
+
+    def _side(self, interval: Sequence[float] | None) -> str:
+        if interval is None:
             return UNDETERMINED
-        low, high = self.interval
+        low, high = interval
         if high <= self.tolerance:
             return HOLDS
         if low > self.tolerance:
@@ -85,11 +110,22 @@ class Evidence:
         return asdict(self)
 
     def explained(self) -> Evidence:
-        """Itself, with the reason set when its interval straddles the tolerance."""
-        if self.interval is not None and self.verdict() == UNDETERMINED:
-            low, high = self.interval
-            self.reason = (f"the interval [{low:.3g}, {high:.3g}] straddles the tolerance "
-                           f"{self.tolerance:g}")
+        """Itself, with the reason set when an interval straddles the tolerance or the two
+        answers disagree."""
+        if self.interval is None or self.verdict() != UNDETERMINED:
+            return self
+        answers = [("retrained", self.interval)]
+        if self.touch_up is not None and self.touch_up.get("interval") is not None:
+            answers.append(("touched-up", self.touch_up["interval"]))
+        straddling = [(name, i) for name, i in answers if self._side(i) == UNDETERMINED]
+        if straddling:
+            name, (low, high) = straddling[0]
+            self.reason = (f"the {name} interval [{low:.3g}, {high:.3g}] straddles the "
+                           f"tolerance {self.tolerance:g}")
+        else:
+            self.reason = ("the answers disagree: " + "; ".join(
+                f"{name} [{low:.3g}, {high:.3g}] says {self._side([low, high])}"
+                for name, (low, high) in answers))
         return self
 
 
@@ -160,9 +196,11 @@ def guard(n_rows: int, r2: float | None) -> str | None:
 
 def judge(free: torch.Tensor, constrained: Sequence[torch.Tensor], Y_valid: torch.Tensor, *,
           names: Sequence[str], inside: Sequence[Sequence[int]] | None = None,
+          touch_up: tuple[torch.Tensor, Sequence[torch.Tensor]] | None = None,
           seed: int = 0) -> tuple[list[dict], list[str]]:
     """Verdict and evidence per candidate (the ambient group first) from per-row validation
-    errors of the free refit and of each candidate's constrained refit; and the run's
+    errors of the retrained refits (``free`` and each candidate's ``constrained``) and, if
+    given, of the touched-up ones (``touch_up``: free and per candidate); and the run's
     warnings (one line each).
 
     ``inside[j]`` lists the candidates whose equivariant subspace lies inside candidate
@@ -182,16 +220,28 @@ def judge(free: torch.Tensor, constrained: Sequence[torch.Tensor], Y_valid: torc
         return undetermined(len(constrained), reason), [f"verdicts undetermined: {reason}"]
     out = []
     for j in range(len(constrained)):
-        members = inside[j] if inside is not None else [j]
-        best = min(members, key=lambda k: float(constrained[k].sum()))
-        others = ([k for k in range(len(constrained)) if k not in members]
-                  if inside is not None else [])
-        alternatives = [(FREE, free)] + [(names[k], constrained[k]) for k in others]
-        reference, errors = min(alternatives, key=lambda pair: float(pair[1].sum()))
-        evidence = ratio_evidence(constrained[best], errors, seed=seed + j,
-                                  reference=reference)
+        evidence = _compare(free, constrained, j, names, inside, seed)
+        if touch_up is not None:
+            touched = _compare(*touch_up, j, names, inside, seed)
+            evidence.touch_up = {"value": touched.value, "interval": touched.interval,
+                                 "reference": touched.reference}
+            evidence.reason = None
+            evidence.explained()
         out.append({"verdict": evidence.verdict(), "evidence": evidence.as_dict()})
     return _finish(out, names)
+
+
+def _compare(free: torch.Tensor, constrained: Sequence[torch.Tensor], j: int,
+             names: Sequence[str], inside: Sequence[Sequence[int]] | None,
+             seed: int) -> Evidence:
+    """Candidate j's ratio: the best refit imposing G_j over the best one that does not."""
+    members = inside[j] if inside is not None else [j]
+    best = min(members, key=lambda k: float(constrained[k].sum()))
+    others = ([k for k in range(len(constrained)) if k not in members]
+              if inside is not None else [])
+    alternatives = [(FREE, free)] + [(names[k], constrained[k]) for k in others]
+    reference, errors = min(alternatives, key=lambda pair: float(pair[1].sum()))
+    return ratio_evidence(constrained[best], errors, seed=seed + j, reference=reference)
 
 
 def withhold_unsupported(found: list[dict], names: Sequence[str]) -> tuple[list[dict], list[str]]:
@@ -218,7 +268,7 @@ def rejudge(groups: Sequence[dict]) -> tuple[list[dict], list[str]]:
     found = []
     for g in groups:
         fields = {k: g["evidence"][k] for k in ("statistic", "value", "interval", "level",
-                                                "tolerance", "reference")
+                                                "tolerance", "reference", "touch_up")
                   if k in g["evidence"]}
         evidence = Evidence(**fields).explained()
         found.append({"verdict": evidence.verdict(), "evidence": evidence.as_dict()})
@@ -228,16 +278,21 @@ def rejudge(groups: Sequence[dict]) -> tuple[list[dict], list[str]]:
 def _finish(found: list[dict], names: Sequence[str]) -> tuple[list[dict], list[str]]:
     """Withhold unsupported ``holds``, then the run's warning lines."""
     found, warnings = withhold_unsupported(found, names)
-    line = straddle_warning(names, found)
+    line = unsure_warning(names, found)
     return found, warnings + ([line] if line else [])
 
 
-def straddle_warning(names: Sequence[str], verdicts: Sequence[dict]) -> str | None:
-    """One line naming the candidates whose interval straddles the tolerance."""
-    unsure = [name for name, v in zip(names, verdicts, strict=True)
-              if v["verdict"] == UNDETERMINED and v["evidence"]["interval"] is not None
-              and "straddles" in (v["evidence"]["reason"] or "")]
+def unsure_warning(names: Sequence[str], verdicts: Sequence[dict]) -> str | None:
+    """One line naming the candidates their evidence leaves undetermined, and why."""
+    unsure = []
+    for name, v in zip(names, verdicts, strict=True):
+        reason = v["evidence"]["reason"] or ""
+        if v["verdict"] != UNDETERMINED or v["evidence"]["interval"] is None:
+            continue
+        if "straddles" in reason:
+            unsure.append(f"{name} (an interval straddles the tolerance {TOLERANCE:g})")
+        elif "disagree" in reason:
+            unsure.append(f"{name} (retrained and touched-up answers disagree)")
     if not unsure:
         return None
-    return (f"undetermined: {', '.join(unsure)} (the cost of the constraint could lie on "
-            f"either side of the tolerance {TOLERANCE:g}; more validation rows would tell)")
+    return f"undetermined: {', '.join(unsure)}; more validation rows may tell"

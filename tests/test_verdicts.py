@@ -176,14 +176,37 @@ def test_a_candidate_is_measured_against_the_best_refit_that_does_not_impose_it(
     assert warnings == []
 
 
-def test_straddle_warning_names_the_unsure_candidates():
+def test_a_verdict_needs_the_retrained_and_touched_up_answers_to_agree():
+    # Retrained: A broken, B holds, C holds. Touched up: A broken, B holds, C broken (the
+    # trained model needed its break of C, which a retrained model made up for otherwise).
+    n = 500
+    free = errors(n, 0.02, 0.3, 18)
+    retrained = [free * 3.0, free.clone(), free * 0.98]
+    touched = [free * 2.5, free * 1.01, free * 1.6]
+    found, warnings = V.judge(free, retrained, targets(n, 1.0), names=NAMES,
+                              touch_up=(free, touched))
+    assert [f["verdict"] for f in found] == [V.BROKEN, V.HOLDS, V.UNDETERMINED]
+    reason = found[2]["evidence"]["reason"]
+    assert "disagree" in reason and "retrained" in reason and "touched-up" in reason
+    assert found[2]["evidence"]["touch_up"]["value"] == pytest.approx(1.6)
+    assert found[2]["evidence"]["touch_up"]["reference"] == V.FREE
+    assert len(warnings) == 1 and "C (retrained and touched-up answers disagree)" in warnings[0]
+    # and the other way round: broken once retrained, not when touched up
+    found, _ = V.judge(free, [free * 3.0, free.clone(), free * 1.6], targets(n, 1.0),
+                       names=NAMES, touch_up=(free, [free * 2.5, free.clone(), free * 0.99]))
+    assert found[2]["verdict"] == V.UNDETERMINED
+    stored = [{"name": name} | f for name, f in zip(NAMES, found, strict=True)]
+    assert [f["verdict"] for f in V.rejudge(stored)[0]] == [f["verdict"] for f in found]
+
+
+def test_unsure_warning_names_the_unsure_candidates():
     found = [{"verdict": V.HOLDS, "evidence": V.Evidence(value=1.0, interval=[1, 1]).as_dict()},
              {"verdict": V.UNDETERMINED,
               "evidence": V.Evidence(value=1.04, interval=[0.98, 1.1],
                                      reason="the interval straddles").as_dict()}]
-    line = V.straddle_warning(["A", "B"], found)
+    line = V.unsure_warning(["A", "B"], found)
     assert "B" in line and "A" not in line.split(":")[1]
-    assert V.straddle_warning(["A"], found[:1]) is None
+    assert V.unsure_warning(["A"], found[:1]) is None
 
 
 def test_candidates_held_exactly_are_ranked_by_their_strength():
