@@ -178,15 +178,24 @@ def _criterion_panel(ax, x: np.ndarray, groups: list[dict], colors: list[str]) -
             ax.annotate("n/a", (x[j], 0.5), xycoords=("data", "axes fraction"),
                         ha="center", fontsize=8, color="0.3")
             continue
-        low, high = value, value
-        if isinstance(interval, list | tuple) and len(interval) == 2:
-            low, high = _finite(interval[0]), _finite(interval[1])
-        ax.errorbar(x[j], value, yerr=[[max(value - low, 0.0)], [max(high - value, 0.0)]],
-                    fmt="o", color=colors[j], ecolor=colors[j], capsize=4, ms=6)
-        shown.extend(v for v in (value, low, high) if not math.isnan(v))
-    ax.plot([], [], "o-", color="0.3", label=f"value and {level}")
+        touch_up = evidence.get("touch_up") if isinstance(evidence.get("touch_up"), dict) else None
+        answers = [(x[j], value, interval, "o")]
+        if touch_up and not math.isnan(_finite(touch_up.get("value"))):
+            answers.append((x[j] + 0.2, _finite(touch_up["value"]), touch_up.get("interval"), "s"))
+        for position, center, spread, marker in answers:
+            low, high = center, center
+            if isinstance(spread, list | tuple) and len(spread) == 2:
+                low, high = _finite(spread[0]), _finite(spread[1])
+            ax.errorbar(position, center,
+                        yerr=[[max(center - low, 0.0)], [max(high - center, 0.0)]],
+                        fmt=marker, color=colors[j], ecolor=colors[j], capsize=4, ms=6,
+                        mfc=colors[j] if marker == "o" else "white")
+            shown.extend(v for v in (center, low, high) if not math.isnan(v))
+    ax.plot([], [], "o-", color="0.3", label=f"retrained: value and {level}")
+    if any(isinstance(e.get("touch_up"), dict) for e in evidences):
+        ax.plot([], [], "s-", color="0.3", mfc="white", label="touched up")
     ax.plot([], [], "--", color="0.15", label="tolerance")
-    ax.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.07), ncol=2,
+    ax.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.07), ncol=3,
               frameon=False)
     ax.title.set_position((0.5, 1.13))
     values = np.array(shown)
