@@ -832,12 +832,12 @@ REFIT_PATIENCE = 5
 """A refit stops once this many checks in a row have not improved on its best one."""
 
 TOUCH_UP_STEPS = 100
-"""The verdicts' touched-up refits: this many Adam steps (at most the retrained budget) ..."""
+"""Adam steps of the verdicts' touched-up refits (at most the retrained budget)."""
 
 TOUCH_UP_LR = 0.1
-"""... at this share of the refit learning rate: near enough to the trained model to ask
-whether it needs its break, long enough to settle what the projection disturbed."""
-"""A refit stops once this many checks in a row have not improved on its best one."""
+"""The touched-up refits' learning rate as a share of the refit learning rate: near
+enough to the trained model to ask whether it needs its break, long enough to settle
+what the projection disturbed."""
 
 REFIT_WARMUP = 0.1
 """Share of a refit's steps over which the learning rate ramps up: a fresh Adam takes
