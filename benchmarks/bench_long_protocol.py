@@ -21,8 +21,8 @@ LONG = {"epochs": 8000, "t_adj": 2000, "window": 1000}
 
 def main() -> dict:
     rows = {}
-    for name, methods, protocol in (("per_long", ["per"], LONG), ("mlp_long", ["mlp"], LONG),
-                                    ("per_short", ["per"], {})):
+    for name, methods, protocol in (("per_long", ["PER"], LONG), ("mlp_long", ["MLP"], LONG),
+                                    ("per_short", ["PER"], {})):
         result = run_benchmark("inertia", seeds=1, methods=methods, settings=[SETTING],
                                workers=1, protocol=protocol, readme=False,
                                out=RESULTS.with_name(f"long-protocol-{name}.json"))
