@@ -110,9 +110,12 @@ class Evidence:
         return asdict(self)
 
     def explained(self) -> Evidence:
-        """Itself, with the reason set when an interval straddles the tolerance or the two
-        answers disagree."""
-        if self.interval is None or self.verdict() != UNDETERMINED:
+        """Itself, with the reason set anew: why an interval straddles the tolerance or the
+        two answers disagree (None when they decide)."""
+        if self.interval is None:
+            return self
+        self.reason = None
+        if self.verdict() != UNDETERMINED:
             return self
         answers = [("retrained", self.interval)]
         if self.touch_up is not None and self.touch_up.get("interval") is not None:
@@ -225,7 +228,6 @@ def judge(free: torch.Tensor, constrained: Sequence[torch.Tensor], Y_valid: torc
             touched = _compare(*touch_up, j, names, inside, seed)
             evidence.touch_up = {"value": touched.value, "interval": touched.interval,
                                  "reference": touched.reference}
-            evidence.reason = None
             evidence.explained()
         out.append({"verdict": evidence.verdict(), "evidence": evidence.as_dict()})
     return _finish(out, names)
