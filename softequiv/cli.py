@@ -304,10 +304,10 @@ def _add_discover(sub: argparse._SubParsersAction) -> None:
                          "lowest validation MSE is kept, free or inside a candidate that "
                          "holds)")
     tr.add_argument("--refit-steps", type=POSITIVE_INT,
-                    help="per/sample: most Adam steps of each retrained refit behind the "
+                    help="per/sample: Adam steps of a round of each refit behind the "
                          "verdicts (default: as many as the training took, at most 1000 on "
                          "vectors, 200 on fields; a refit stops early once it stops "
-                         "improving; the touched-up refits take at most 100)")
+                         "improving, and trains up to 3 rounds while it still improves)")
     _add_threads(tr)
     tr.add_argument("--device", type=_device_flag, default="auto",
                     help="where to train: auto (a CUDA GPU when there is one, else cpu), cpu, "

@@ -178,10 +178,11 @@ def _criterion_panel(ax, x: np.ndarray, groups: list[dict], colors: list[str]) -
             ax.annotate("n/a", (x[j], 0.5), xycoords=("data", "axes fraction"),
                         ha="center", fontsize=8, color="0.3")
             continue
-        touch_up = evidence.get("touch_up") if isinstance(evidence.get("touch_up"), dict) else None
+        second = _second_answer(evidence)
         answers = [(x[j], value, interval, "o")]
-        if touch_up and not math.isnan(_finite(touch_up.get("value"))):
-            answers.append((x[j] + 0.2, _finite(touch_up["value"]), touch_up.get("interval"), "s"))
+        if second and not math.isnan(_finite(second[1].get("value"))):
+            answers.append((x[j] + 0.2, _finite(second[1]["value"]), second[1].get("interval"),
+                            "s"))
         for position, center, spread, marker in answers:
             low, high = center, center
             if isinstance(spread, list | tuple) and len(spread) == 2:
@@ -192,8 +193,9 @@ def _criterion_panel(ax, x: np.ndarray, groups: list[dict], colors: list[str]) -
                         mfc=colors[j] if marker == "o" else "white")
             shown.extend(v for v in (center, low, high) if not math.isnan(v))
     ax.plot([], [], "o-", color="0.3", label=f"retrained: value and {level}")
-    if any(isinstance(e.get("touch_up"), dict) for e in evidences):
-        ax.plot([], [], "s-", color="0.3", mfc="white", label="touched up")
+    seconds = {second[0] for second in map(_second_answer, evidences) if second}
+    if seconds:
+        ax.plot([], [], "s-", color="0.3", mfc="white", label=" / ".join(sorted(seconds)))
     ax.plot([], [], "--", color="0.15", label="tolerance")
     ax.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.07), ncol=3,
               frameon=False)
@@ -221,3 +223,12 @@ def _note(ax, text: str) -> None:
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, fontsize=9,
             color="0.4")
     ax.set_yticks([])
+
+
+def _second_answer(evidence: dict) -> tuple[str, dict] | None:
+    """The verdict's second answer in stored evidence: symmetrized, or touched up in
+    reports written before it."""
+    for key, label in (("symmetrized", "symmetrized"), ("touch_up", "touched up")):
+        if isinstance(evidence.get(key), dict):
+            return label, evidence[key]
+    return None

@@ -105,7 +105,7 @@ def format_table(report: dict) -> str:
              f"test MSE {report['test_mse']:.4g}  valid MSE {report['valid_mse']:.4g}  "
              f"{report['epochs']} epochs in {report['seconds']:.1f} s",
              f"{'group':<28}{'lambda':>10}{'R_j':>12}{'model err':>12}{'true err':>12}"
-             f"  {'verdict':<13}cost retrained; touched up (valid MSE constrained / reference, "
+             f"  {'verdict':<13}cost retrained; symmetrized (valid MSE constrained / reference, "
              f"{TOLERANCE:g} tolerated)"]
 
     def num(v: float | None, fmt: str) -> str:
@@ -128,6 +128,7 @@ def format_table(report: dict) -> str:
 def _cost(evidence: dict | None) -> str:
     if not evidence or evidence.get("value") is None:
         return "-"
-    answers = [evidence] + ([evidence["touch_up"]] if evidence.get("touch_up") else [])
+    second = evidence.get("symmetrized") or evidence.get("touch_up")
+    answers = [evidence] + ([second] if second else [])
     return "; ".join(f"{a['value']:.3g} [{a['interval'][0]:.3g}, {a['interval'][1]:.3g}]"
                      for a in answers)

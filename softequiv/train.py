@@ -21,6 +21,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from softequiv import checks, verdicts
+from softequiv.averaging import group_average
 from softequiv.data.base import TEST, TRAIN, VALID, Dataset
 from softequiv.data.files.validation import check_layout
 from softequiv.data.normalize import RepScaler
@@ -384,7 +385,7 @@ def fit(problem: Problem, config: TrainConfig) -> TrainResult:
     run.train_epochs(config.t_adj, config.epochs)
     run.select_best_epoch()
     refits = run.refit_candidates()
-    verdicts, warnings = run.judge(refits, run.refit_candidates(touch_up=True))
+    verdicts, warnings = run.judge(refits, run.symmetrized())
     snapped_to = run.snap(refits, verdicts)
     return TrainResult(run.model, problem, config, run.tuner, run.history, run.best_epoch,
                        time.perf_counter() - start, snapped_to, verdicts, warnings)
@@ -532,38 +533,54 @@ class Training:
             _restore(self.model, self.best[2])
         self.model.eval()
 
-    def refit_candidates(self, touch_up: bool = False) -> dict[int | None, Refit] | None:
+    def refit_candidates(self) -> dict[int | None, Refit] | None:
         """The selected soft model refit free (key None) and inside every candidate's
-        subspace, for the same budget: retrained (the run's own steps, at most
-        ``REFIT_MAX_STEPS``, or ``refit_steps``) or, with ``touch_up``, touched up
-        (``TOUCH_UP_STEPS`` at ``TOUCH_UP_LR`` times the refit lr). None when no verdict
-        can come of it (a model that cannot be constrained, too few validation rows)."""
+        subspace, for the same budget (the run's own steps, at most ``REFIT_MAX_STEPS``,
+        or ``refit_steps``; up to ``REFIT_ROUNDS`` times that until it settles). None
+        when no verdict can come of it (a model that cannot be constrained, too few
+        validation rows)."""
         if self._unjudged() is not None:
             return None
         steps = self.config.refit_steps or min(REFIT_MAX_STEPS,
                                                self.config.epochs * self.steps_per_epoch)
-        options = self._refit_options(steps)
-        if touch_up:
-            options |= {"steps": min(steps, TOUCH_UP_STEPS), "lr": options["lr"] * TOUCH_UP_LR}
+        options = self._refit_options(steps) | {"rounds": REFIT_ROUNDS}
         return {group: refit(self.model, self.layers, self.train, self.valid, group=group,
                              **options)
                 for group in (None, *range(len(self.problem.groups)))}
 
+    def symmetrized(self) -> tuple[torch.Tensor, list[torch.Tensor]] | None:
+        """Per-row validation errors of the selected model and of its average over every
+        candidate (:func:`softequiv.averaging.group_average`); None when no verdict can
+        come of it."""
+        if self._unjudged() is not None:
+            return None
+        problem = self.problem
+        X, Y = problem.dataset.part(VALID)
+        predict = TrainResult(self.model, problem, self.config, None, [], 0, 0.0).predict
+        target = problem.y_scaler.transform(Y)
+
+        def errors(prediction: np.ndarray) -> torch.Tensor:
+            squared = (problem.y_scaler.transform(prediction) - target) ** 2
+            return torch.as_tensor(squared.reshape(len(Y), -1).mean(1))
+
+        averages = [errors(group_average(predict, X, group, problem.rep_in, problem.rep_out,
+                                         seed=self.config.seed + j))
+                    for j, group in enumerate(problem.groups)]
+        return errors(predict(X)), averages
+
     def judge(self, refits: dict[int | None, Refit] | None,
-              touch_ups: dict[int | None, Refit] | None) -> tuple[list[dict], list[str]]:
+              symmetrized: tuple[torch.Tensor, list[torch.Tensor]] | None,
+              ) -> tuple[list[dict], list[str]]:
         """Verdict and evidence per candidate (:mod:`softequiv.verdicts`) from the retrained
-        and the touched-up refits, and warnings."""
+        refits and the symmetrized model, and warnings."""
         names = self.problem.dataset.groups
-        if refits is None or touch_ups is None:
+        if refits is None or symmetrized is None:
             reason = self._unjudged()
             return verdicts.undetermined(len(names), reason), [f"verdicts undetermined: {reason}"]
-
-        def errors(found: dict[int | None, Refit]) -> tuple[torch.Tensor, list[torch.Tensor]]:
-            return found[None].errors, [found[j].errors for j in range(len(names))]
-
-        return verdicts.judge(*errors(refits), self.valid[1], names=names,
+        return verdicts.judge(refits[None].errors, [refits[j].errors for j in range(len(names))],
+                              self.valid[1], names=names,
                               inside=nested_subspaces(self.layers, len(names)),
-                              touch_up=errors(touch_ups), seed=self.config.seed)
+                              symmetrized=symmetrized, seed=self.config.seed)
 
     def _unjudged(self) -> str | None:
         """Why no candidate can be judged before any refit, or None."""
@@ -831,13 +848,15 @@ REFIT_MAX_STEPS = 1000
 REFIT_PATIENCE = 5
 """A refit stops once this many checks in a row have not improved on its best one."""
 
-TOUCH_UP_STEPS = 100
-"""Adam steps of the verdicts' touched-up refits (at most the retrained budget)."""
+REFIT_ROUNDS = 3
+"""The verdicts' retrained refits train up to this many rounds of their budget while
+they have not settled (a model constrained to a non-compact group can take several
+times the run's steps to find what its subspace fits)."""
 
-TOUCH_UP_LR = 0.1
-"""The touched-up refits' learning rate as a share of the refit learning rate: near
-enough to the trained model to ask whether it needs its break, long enough to settle
-what the projection disturbed."""
+REFIT_SETTLED = 0.05
+"""A refit round whose validation MSE fell by more than this share over its last half,
+down to its last checkpoint, has not settled: as large as the verdicts' tolerance, so a
+further round could move a ratio across it."""
 
 REFIT_WARMUP = 0.1
 """Share of a refit's steps over which the learning rate ramps up: a fresh Adam takes
@@ -847,25 +866,55 @@ converged model far off before its moment estimates settle."""
 
 def refit(model: nn.Module, layers: list[SoftLayer], train: tuple[torch.Tensor, torch.Tensor],
           valid: tuple[torch.Tensor, torch.Tensor], *, group: int | None, steps: int,
-          lr: float, batch_size: int, seed: int) -> Refit:
+          lr: float, batch_size: int, seed: int, rounds: int = 1) -> Refit:
     """Train ``model`` on for at most ``steps`` Adam steps on the data loss alone (learning
     rate ramped up to ``lr``, then cosine to zero over ``steps``), stopping early once
     ``REFIT_PATIENCE`` validation checks bring no improvement, and keep its best
-    validation checkpoint; the model's parameters are left as they came.
+    validation checkpoint; the model's parameters are left as they came. With ``rounds``
+    above 1, a refit that has not settled (:func:`settled`) trains another round of the
+    same budget from its best checkpoint, up to ``rounds`` in all.
 
     With ``group`` set the model first moves to its projection onto that candidate and
     stays inside the subspace (every step projects the gradients and the weights, as a
     hard EMLP of the group trains): the best exactly equivariant model the budget reaches
-    from here. The verdicts refit twice (:mod:`softequiv.verdicts`): retrained, for a
-    model's budget (a projection can cost a model most of its fit, which a short refit
-    has not recovered yet), and touched up, briefly and gently (what the trained model
-    itself needs). The same budget, schedule and batch order for every ``group`` (None
-    included) make the results comparable row by row."""
+    from here. The verdicts train for a model's budget (:mod:`softequiv.verdicts`: a
+    projection can cost a model most of its fit, which a short refit has not recovered
+    yet). The same budget, schedule and batch order for every ``group`` (None included)
+    make the results comparable row by row."""
     start = parameters_copy(model)
-    Xtr, Ytr = train
-    n = len(Xtr)
     if group is not None:
         constrain(layers, group)
+    result = _refit_round(model, layers, train, valid, group, steps, lr, batch_size, seed)
+    for more in range(1, rounds):
+        if settled(result.history, result.step):
+            break
+        load_parameters(model, result.state)
+        extra = _refit_round(model, layers, train, valid, group, steps, lr, batch_size,
+                             seed + more)
+        result = Refit(group, extra.state, extra.errors, result.step + extra.step,
+                       result.history + extra.history[1:])
+    load_parameters(model, start)
+    model.eval()
+    return result
+
+
+def settled(history: list[float], best_step: int) -> bool:
+    """Whether a refit round has settled: its best checkpoint came before the last one,
+    or its validation MSE fell by at most ``REFIT_SETTLED`` over the last half of the
+    round (``history``: the round's checkpoints, its start first)."""
+    if best_step == 0 or history[-1] > min(history):
+        return True
+    half = history[(len(history) - 1) // 2]
+    return half <= history[-1] * (1 + REFIT_SETTLED)
+
+
+def _refit_round(model: nn.Module, layers: list[SoftLayer],
+                 train: tuple[torch.Tensor, torch.Tensor],
+                 valid: tuple[torch.Tensor, torch.Tensor], group: int | None, steps: int,
+                 lr: float, batch_size: int, seed: int) -> Refit:
+    """One round of :func:`refit` from the model's current parameters."""
+    Xtr, Ytr = train
+    n = len(Xtr)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     ramp = max(1, round(REFIT_WARMUP * steps))
     schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -899,8 +948,6 @@ def refit(model: nn.Module, layers: list[SoftLayer], train: tuple[torch.Tensor, 
             if step - best[1] >= REFIT_PATIENCE * every:
                 break
             model.train()
-    load_parameters(model, start)
-    model.eval()
     return Refit(group, best[2], best_errors, best[1], history)
 
 

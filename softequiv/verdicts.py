@@ -1,25 +1,27 @@
 """Verdicts (SPEC 9): does the data hold each candidate symmetry?
 
-Two questions, each answered by refits of the selected model (:func:`softequiv.train.refit`)
-once free and once inside every candidate's equivariant subspace (a hard EMLP of that
-candidate, starting from the projection of the selected weights):
+Two questions, each answered by a ratio of validation MSEs:
 
 - **retrained**: can a model that holds G_j fit the data as well as one that does not?
-  The refits train as long as the run did (the projection may cost a model most of its
-  fit, and a short refit would mistake "not recovered yet" for a break).
-- **touched up**: does the trained model need its break of G_j? The refits are a short,
-  gentle touch-up of the projected model, so they stay near what the run learned.
+  The selected model is refit once free and once inside every candidate's equivariant
+  subspace (a hard EMLP of that candidate, starting from the projection of the selected
+  weights; :func:`softequiv.train.refit`), as long as the run trained (the projection
+  may cost a model most of its fit, and a short refit would mistake "not recovered yet"
+  for a break).
+- **symmetrized**: does the trained model need its break of G_j? The selected model's
+  own predictions averaged over G_j (:mod:`softequiv.averaging`: the G_j-equivariant
+  function nearest the model's, with no weight moved) against the model's.
 
 Each answer is the ratio of two validation MSEs with a confidence interval from a paired
-bootstrap over validation rows: that of the best refit imposing G_j (its own, or one of a
-candidate whose subspace lies inside G_j's) over that of the best refit that does not
+bootstrap over validation rows: that of the best model imposing G_j (its own, or one of a
+candidate whose subspace lies inside G_j's) over that of the best model that does not
 (the free one, or one of a candidate whose subspace does not lie inside G_j's). A free
 model overfits where a model of a symmetry the data holds does not, so against the free
 refit alone a break could hide behind the free model's own excess error.
 
 - ``holds``: both intervals lie at or below ``TOLERANCE`` (imposing G_j costs at most 5%
   of the alternative's error, with 95% confidence, whether the model is retrained inside
-  G_j or only touched up);
+  G_j or its predictions are averaged over G_j);
 - ``broken``: both lie above it;
 - ``undetermined``: an interval straddles it, the two answers disagree, or the data
   cannot tell at all (too few validation rows, or a free model that explains too little
@@ -27,9 +29,12 @@ refit alone a break could hide behind the free model's own excess error.
 
 The answers fail in opposite ways, which is why a verdict needs both. A retrained model
 can make up for a small break with other features (it holds a mirror the trained model
-learned to break, and so the data does not hold). A touch-up cannot undo what training
-left outside the subspace (a non-compact candidate's projection moves a model far from
-its fit even when the data holds the candidate).
+learned to break, and so the data does not hold). A symmetrized model keeps whatever the
+training imposed (a model held symmetric against the data averages to itself), which the
+retrained free model is free to undo.
+
+Reports written before the symmetrized answer carry a ``touch_up`` answer (refits of the
+projected model, briefly and gently) in its place; they are judged by it as they were.
 
 The README's "Verdicts" section gives the reasons for each number.
 """
@@ -49,7 +54,7 @@ HOLDS, BROKEN, UNDETERMINED = "holds", "broken", "undetermined"
 VERDICTS = (HOLDS, BROKEN, UNDETERMINED)
 
 STATISTIC = "valid_mse_ratio"
-"""Validation MSE of the best refit imposing G_j over that of the best refit that does not
+"""Validation MSE of the best model imposing G_j over that of the best model that does not
 (the ``reference``: ``"free"`` or a candidate's name)."""
 
 FREE = "free"
@@ -83,18 +88,28 @@ class Evidence:
     tolerance: float = TOLERANCE
     reason: str | None = None
     reference: str | None = None
+    symmetrized: dict | None = None
+    """The symmetrized answer: ``value``, ``interval`` and ``reference`` as above (None in
+    reports written before it existed)."""
     touch_up: dict | None = None
-    """The touched-up refits' answer: ``value``, ``interval`` and ``reference`` as above
-    (None in reports written before it existed: the verdict then rests on the retrained
-    refits alone)."""
+    """The second answer of reports written before the symmetrized one (see the module
+    docstring); never set by a new run."""
+
+    def second(self) -> tuple[str, dict] | None:
+        """The second answer's name and values, if the evidence has one."""
+        if self.symmetrized is not None:
+            return "symmetrized", self.symmetrized
+        if self.touch_up is not None:
+            return "touched-up", self.touch_up
+        return None
 
     def verdict(self) -> str:
         """``holds`` / ``broken`` when every interval lies on the same side of the
         tolerance."""
-        retrained = self._side(self.interval)
-        if self.touch_up is None:
+        retrained, second = self._side(self.interval), self.second()
+        if second is None:
             return retrained
-        return retrained if self._side(self.touch_up.get("interval")) == retrained else UNDETERMINED
+        return retrained if self._side(second[1].get("interval")) == retrained else UNDETERMINED
 
     def _side(self, interval: Sequence[float] | None) -> str:
         if interval is None:
@@ -107,7 +122,10 @@ class Evidence:
         return UNDETERMINED
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        if out["touch_up"] is None:
+            del out["touch_up"]
+        return out
 
     def explained(self) -> Evidence:
         """Itself, with the reason set anew: why an interval straddles the tolerance or the
@@ -118,8 +136,9 @@ class Evidence:
         if self.verdict() != UNDETERMINED:
             return self
         answers = [("retrained", self.interval)]
-        if self.touch_up is not None and self.touch_up.get("interval") is not None:
-            answers.append(("touched-up", self.touch_up["interval"]))
+        second = self.second()
+        if second is not None and second[1].get("interval") is not None:
+            answers.append((second[0], second[1]["interval"]))
         straddling = [(name, i) for name, i in answers if self._side(i) == UNDETERMINED]
         if straddling:
             name, (low, high) = straddling[0]
@@ -199,12 +218,12 @@ def guard(n_rows: int, r2: float | None) -> str | None:
 
 def judge(free: torch.Tensor, constrained: Sequence[torch.Tensor], Y_valid: torch.Tensor, *,
           names: Sequence[str], inside: Sequence[Sequence[int]] | None = None,
-          touch_up: tuple[torch.Tensor, Sequence[torch.Tensor]] | None = None,
+          symmetrized: tuple[torch.Tensor, Sequence[torch.Tensor]] | None = None,
           seed: int = 0) -> tuple[list[dict], list[str]]:
     """Verdict and evidence per candidate (the ambient group first) from per-row validation
     errors of the retrained refits (``free`` and each candidate's ``constrained``) and, if
-    given, of the touched-up ones (``touch_up``: free and per candidate); and the run's
-    warnings (one line each).
+    given, of the symmetrized answer (``symmetrized``: the selected model's and its average
+    over each candidate); and the run's warnings (one line each).
 
     ``inside[j]`` lists the candidates whose equivariant subspace lies inside candidate
     j's (j itself included): a model of any of them is also G_j-equivariant, so G_j's
@@ -224,10 +243,10 @@ def judge(free: torch.Tensor, constrained: Sequence[torch.Tensor], Y_valid: torc
     out = []
     for j in range(len(constrained)):
         evidence = _compare(free, constrained, j, names, inside, seed)
-        if touch_up is not None:
-            touched = _compare(*touch_up, j, names, inside, seed)
-            evidence.touch_up = {"value": touched.value, "interval": touched.interval,
-                                 "reference": touched.reference}
+        if symmetrized is not None:
+            averaged = _compare(*symmetrized, j, names, inside, seed)
+            evidence.symmetrized = {"value": averaged.value, "interval": averaged.interval,
+                                    "reference": averaged.reference}
             evidence.explained()
         out.append({"verdict": evidence.verdict(), "evidence": evidence.as_dict()})
     return _finish(out, names)
@@ -236,7 +255,7 @@ def judge(free: torch.Tensor, constrained: Sequence[torch.Tensor], Y_valid: torc
 def _compare(free: torch.Tensor, constrained: Sequence[torch.Tensor], j: int,
              names: Sequence[str], inside: Sequence[Sequence[int]] | None,
              seed: int) -> Evidence:
-    """Candidate j's ratio: the best refit imposing G_j over the best one that does not."""
+    """Candidate j's ratio: the best model imposing G_j over the best one that does not."""
     members = inside[j] if inside is not None else [j]
     best = min(members, key=lambda k: float(constrained[k].sum()))
     others = ([k for k in range(len(constrained)) if k not in members]
@@ -270,7 +289,8 @@ def rejudge(groups: Sequence[dict]) -> tuple[list[dict], list[str]]:
     found = []
     for g in groups:
         fields = {k: g["evidence"][k] for k in ("statistic", "value", "interval", "level",
-                                                "tolerance", "reference", "touch_up")
+                                                "tolerance", "reference", "symmetrized",
+                                                "touch_up")
                   if k in g["evidence"]}
         evidence = Evidence(**fields).explained()
         found.append({"verdict": evidence.verdict(), "evidence": evidence.as_dict()})
@@ -294,7 +314,7 @@ def unsure_warning(names: Sequence[str], verdicts: Sequence[dict]) -> str | None
         if "straddles" in reason:
             unsure.append(f"{name} (an interval straddles the tolerance {TOLERANCE:g})")
         elif "disagree" in reason:
-            unsure.append(f"{name} (retrained and touched-up answers disagree)")
+            unsure.append(f"{name} (the two answers disagree)")
     if not unsure:
         return None
     return f"undetermined: {', '.join(unsure)}; more validation rows may tell"

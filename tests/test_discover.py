@@ -20,7 +20,7 @@ from softequiv.train import Problem, TrainConfig, TrainResult
 GROUP_KEYS = {"name", "lambda", "regularizer", "model_error", "true_error", "verdict",
               "evidence"}
 EVIDENCE_KEYS = {"statistic", "value", "interval", "level", "tolerance", "reason",
-                 "reference", "touch_up"}
+                 "reference", "symmetrized"}
 INERTIA_GROUPS = ["O(3)", "O2xy", "O2yz", "O2xz"]
 EXACT_PLANE = {"z": "O2xy", "x": "O2yz", "y": "O2xz"}
 TRUE_EXACT = 1e-10  # ground-truth error of the exact plane (float64 numpy function)
@@ -60,7 +60,7 @@ def check_report(report: dict, method: str, names: list[str], epochs: int) -> No
         if g["evidence"]["interval"] is None:
             assert g["verdict"] == "undetermined" and g["evidence"]["reason"]
         else:
-            assert set(g["evidence"]["touch_up"]) == {"value", "interval", "reference"}
+            assert set(g["evidence"]["symmetrized"]) == {"value", "interval", "reference"}
     by_name = {g["name"]: g for g in report["groups"]}
     assert sorted(report["ranking"]) == sorted(names[1:])  # candidates only, ambient excluded
     errors = [max(by_name[n]["model_error"], HELD_EXACTLY) for n in report["ranking"]]

@@ -11,10 +11,10 @@ from softequiv.plots import plot_levels
 
 
 def evidence(value, interval, reason=None):
-    touch_up = None if value is None else {"value": value * 1.1, "interval": interval,
-                                           "reference": "free"}
+    symmetrized = None if value is None else {"value": value * 1.1, "interval": interval,
+                                              "reference": "free"}
     return {"statistic": "valid_mse_ratio", "value": value, "interval": interval,
-            "level": 0.95, "tolerance": 1.05, "reason": reason, "touch_up": touch_up}
+            "level": 0.95, "tolerance": 1.05, "reason": reason, "symmetrized": symmetrized}
 
 
 REPORT = {
@@ -51,8 +51,10 @@ def test_verdicts_add_the_criterion_panel(tmp_path):
     lambda r: r["groups"][1].update({"verdict": "a verdict from the future"}),
     lambda r: r.pop("exact") and [g.pop("verdict") for g in r["groups"]],
     lambda r: r["groups"][0]["evidence"].update({"interval": None, "tolerance": None}),
-    lambda r: [g["evidence"].pop("touch_up") for g in r["groups"]],  # before touch-ups
-    lambda r: r["groups"][0]["evidence"]["touch_up"].update({"value": None}),
+    lambda r: [g["evidence"].pop("symmetrized") for g in r["groups"]],  # one answer only
+    lambda r: r["groups"][0]["evidence"]["symmetrized"].update({"value": None}),
+    lambda r: [g["evidence"].update({"touch_up": g["evidence"].pop("symmetrized")})
+               for g in r["groups"]],  # written before the symmetrized answer
 ])
 def test_any_report_draws(tmp_path, edit):
     report = copy.deepcopy(REPORT)

@@ -8,7 +8,14 @@ from softequiv import groups as G
 from softequiv import verdicts
 from softequiv.nn import SoftEMLP
 from softequiv.spec import parse_rep
-from softequiv.train import constrain, parameters_copy, refit, row_errors, soft_layers
+from softequiv.train import (
+    constrain,
+    parameters_copy,
+    refit,
+    row_errors,
+    settled,
+    soft_layers,
+)
 
 PLANES = [G.O(3), G.O2xy(), G.O2yz(), G.O2xz()]
 REP_IN, REP_OUT = parse_rep("2*Scalar + 2*Vector"), parse_rep("T(2)")
@@ -101,3 +108,19 @@ def test_the_snap_imposes_only_a_candidate_that_holds():
     found[2] = {"verdict": verdicts.UNDETERMINED}
     assert Training.snap(run, refits, found) is None
     assert torch.all(model.weight == 0.0)
+
+
+def test_a_refit_trains_more_rounds_only_while_it_has_not_settled():
+    assert settled([1.0, 0.5, 0.4, 0.45], best_step=20)  # the best came before the end
+    assert settled([1.0, 0.5, 0.5, 0.5], best_step=0)  # nothing improved on the start
+    assert settled([1.0, 0.41, 0.40, 0.40], best_step=30)  # 2.5% over the last half
+    assert not settled([1.0, 0.5, 0.45, 0.40], best_step=30)  # 25%: still learning
+    teacher, student = _teacher_and_student(noise=0.3)
+    train, valid = _data(teacher, 256, 1), _data(teacher, 128, 2)
+    options = dict(group=1, steps=10, lr=1e-3, batch_size=128, seed=0)
+    one = refit(student, soft_layers(student), train, valid, **options)
+    assert not settled(one.history, one.step)  # far from the teacher after 10 steps
+    three = refit(student, soft_layers(student), train, valid, rounds=3, **options)
+    assert three.history[:len(one.history)] == one.history
+    assert len(three.history) == 1 + 3 * (len(one.history) - 1)
+    assert three.mse < one.mse and three.step > one.step

@@ -176,27 +176,38 @@ def test_a_candidate_is_measured_against_the_best_refit_that_does_not_impose_it(
     assert warnings == []
 
 
-def test_a_verdict_needs_the_retrained_and_touched_up_answers_to_agree():
-    # Retrained: A broken, B holds, C holds. Touched up: A broken, B holds, C broken (the
+def test_a_verdict_needs_the_retrained_and_symmetrized_answers_to_agree():
+    # Retrained: A broken, B holds, C holds. Symmetrized: A broken, B holds, C broken (the
     # trained model needed its break of C, which a retrained model made up for otherwise).
     n = 500
     free = errors(n, 0.02, 0.3, 18)
     retrained = [free * 3.0, free.clone(), free * 0.98]
-    touched = [free * 2.5, free * 1.01, free * 1.6]
+    averaged = [free * 2.5, free * 1.01, free * 1.6]
     found, warnings = V.judge(free, retrained, targets(n, 1.0), names=NAMES,
-                              touch_up=(free, touched))
+                              symmetrized=(free, averaged))
     assert [f["verdict"] for f in found] == [V.BROKEN, V.HOLDS, V.UNDETERMINED]
     reason = found[2]["evidence"]["reason"]
-    assert "disagree" in reason and "retrained" in reason and "touched-up" in reason
-    assert found[2]["evidence"]["touch_up"]["value"] == pytest.approx(1.6)
-    assert found[2]["evidence"]["touch_up"]["reference"] == V.FREE
-    assert len(warnings) == 1 and "C (retrained and touched-up answers disagree)" in warnings[0]
-    # and the other way round: broken once retrained, not when touched up
+    assert "disagree" in reason and "retrained" in reason and "symmetrized" in reason
+    assert found[2]["evidence"]["symmetrized"]["value"] == pytest.approx(1.6)
+    assert found[2]["evidence"]["symmetrized"]["reference"] == V.FREE
+    assert "touch_up" not in found[2]["evidence"]
+    assert len(warnings) == 1 and "C (the two answers disagree)" in warnings[0]
+    # and the other way round: broken once retrained, not when symmetrized
     found, _ = V.judge(free, [free * 3.0, free.clone(), free * 1.6], targets(n, 1.0),
-                       names=NAMES, touch_up=(free, [free * 2.5, free.clone(), free * 0.99]))
+                       names=NAMES, symmetrized=(free, [free * 2.5, free.clone(), free * 0.99]))
     assert found[2]["verdict"] == V.UNDETERMINED
     stored = [{"name": name} | f for name, f in zip(NAMES, found, strict=True)]
     assert [f["verdict"] for f in V.rejudge(stored)[0]] == [f["verdict"] for f in found]
+
+
+def test_stored_touched_up_answers_are_judged_as_they_were():
+    # Reports written before the symmetrized answer carry a touched-up one in its place.
+    legacy = V.Evidence(value=0.98, interval=[0.9, 1.04], reference=V.FREE).as_dict()
+    legacy["touch_up"] = {"value": 1.6, "interval": [1.4, 1.8], "reference": V.FREE}
+    found, _ = V.rejudge([{"name": "A", "verdict": V.HOLDS, "evidence": legacy}])
+    assert found[0]["verdict"] == V.UNDETERMINED
+    assert "touched-up [1.4, 1.8] says broken" in found[0]["evidence"]["reason"]
+    assert found[0]["evidence"]["touch_up"] == legacy["touch_up"]
 
 
 def test_unsure_warning_names_the_unsure_candidates():
