@@ -57,24 +57,27 @@ def group_average(function: Function, X: np.ndarray, group: Group, rep_in: Rep, 
                    for g in elements) / len(elements)
     rng = np.random.default_rng(seed)
     x = torch.as_tensor(X, dtype=torch.float64)
+    scales = None if group.is_orthogonal else local_scales(group, rep_in, X)
     total = np.zeros_like(np.asarray(function(X), dtype=np.float64))
     for _ in range(SAMPLES):
-        g = torch.from_numpy(sample_elements(group, rep_in, X, len(X), rng))
+        g = torch.from_numpy(sample_elements(group, len(X), rng, scales))
         moved = (rep_in.rho(g) @ x[..., None])[..., 0].numpy()
         out = torch.as_tensor(np.asarray(function(moved), dtype=np.float64))
         total += (rep_out.rho(torch.linalg.inv(g)) @ out[..., None])[..., 0].numpy()
     return total / SAMPLES
 
 
-def sample_elements(group: Group, rep_in: Rep, X: np.ndarray, n: int,
-                    rng: np.random.Generator) -> np.ndarray:
-    """``n`` elements ``[n, d, d]`` the average runs over (see the module docstring)."""
+def sample_elements(group: Group, n: int, rng: np.random.Generator,
+                    scales: np.ndarray | None = None) -> np.ndarray:
+    """``n`` elements ``[n, d, d]`` the average runs over (see the module docstring):
+    ``Group.sample`` for an orthogonal group, else Lie coefficients of standard deviation
+    ``scales`` (:func:`local_scales`) and a random word in the discrete generators."""
     if group.is_orthogonal:
         seed = int(rng.integers(2**62))
         return group.sample(n, generator=torch.Generator().manual_seed(seed)).numpy()
     g = np.tile(np.eye(group.d), (n, 1, 1))
     if len(group.lie):
-        coeffs = rng.normal(size=(n, len(group.lie))) * local_scales(group, rep_in, X)
+        coeffs = rng.normal(size=(n, len(group.lie))) * scales
         g = torch.linalg.matrix_exp(torch.from_numpy(np.tensordot(coeffs, group.lie, axes=1)))
         g = g.numpy()
     for _ in range(group._word_length() if len(group.discrete) else 0):

@@ -75,7 +75,7 @@ def test_non_compact_elements_move_inputs_by_a_share_of_their_spread(group):
         X, rep = np.concatenate([p, np.ones((500, 2, 1))], -1).reshape(500, 8), 2 * Vector
     else:
         X, rep = rng.normal(size=(500, 3)) * [1.0, 1.0, 5.0] + 10.0, Vector
-    g = A.sample_elements(group, rep, X, len(X), rng)
+    g = A.sample_elements(group, len(X), rng, A.local_scales(group, rep, X))
     moved = (rep.rho(torch.from_numpy(g)).numpy() @ X[..., None])[..., 0]
     spread = np.sqrt(np.square(X - X.mean(0)).sum(-1).mean())
     shift = np.sqrt(np.square(moved - X).sum(-1).mean())
