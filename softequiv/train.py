@@ -536,17 +536,23 @@ class Training:
     def refit_candidates(self) -> dict[int | None, Refit] | None:
         """The selected soft model refit free (key None) and inside every candidate's
         subspace, for the same budget (the run's own steps, at most ``REFIT_MAX_STEPS``,
-        or ``refit_steps``; up to ``REFIT_ROUNDS`` times that until it settles). None
-        when no verdict can come of it (a model that cannot be constrained, too few
-        validation rows)."""
+        or ``refit_steps``; every refit another round while any has not settled, up to
+        ``REFIT_ROUNDS``). None when no verdict can come of it (a model that cannot be
+        constrained, too few validation rows)."""
         if self._unjudged() is not None:
             return None
         steps = self.config.refit_steps or min(REFIT_MAX_STEPS,
                                                self.config.epochs * self.steps_per_epoch)
-        options = self._refit_options(steps) | {"rounds": REFIT_ROUNDS}
-        return {group: refit(self.model, self.layers, self.train, self.valid, group=group,
-                             **options)
-                for group in (None, *range(len(self.problem.groups)))}
+        options = self._refit_options(steps)
+        groups = (None, *range(len(self.problem.groups)))
+        found: dict[int | None, Refit] = {}
+        for _ in range(REFIT_ROUNDS):
+            if found and all(r.settled for r in found.values()):
+                break
+            found = {group: refit(self.model, self.layers, self.train, self.valid,
+                                  group=group, after=found.get(group), **options)
+                     for group in groups}
+        return found
 
     def symmetrized(self) -> tuple[torch.Tensor, list[torch.Tensor]] | None:
         """Per-row validation errors of the selected model and of its average over every
@@ -833,6 +839,8 @@ class Refit:
     errors: torch.Tensor
     step: int
     history: list[float]
+    settled: bool = True
+    """Whether its last round settled (:func:`settled`)."""
 
     @property
     def mse(self) -> float:
@@ -849,9 +857,10 @@ REFIT_PATIENCE = 5
 """A refit stops once this many checks in a row have not improved on its best one."""
 
 REFIT_ROUNDS = 3
-"""The verdicts' retrained refits train up to this many rounds of their budget while
-they have not settled (a model constrained to a non-compact group can take several
-times the run's steps to find what its subspace fits)."""
+"""The verdicts' refits train up to this many rounds of their budget, all of them
+another round while any has not settled (a model constrained to a non-compact group can
+take several times the run's steps to find what its subspace fits; every refit gets the
+same rounds, so that none is compared with one trained longer)."""
 
 REFIT_SETTLED = 0.05
 """A refit round whose validation MSE fell by more than this share over its last half,
@@ -866,13 +875,13 @@ converged model far off before its moment estimates settle."""
 
 def refit(model: nn.Module, layers: list[SoftLayer], train: tuple[torch.Tensor, torch.Tensor],
           valid: tuple[torch.Tensor, torch.Tensor], *, group: int | None, steps: int,
-          lr: float, batch_size: int, seed: int, rounds: int = 1) -> Refit:
+          lr: float, batch_size: int, seed: int, after: Refit | None = None) -> Refit:
     """Train ``model`` on for at most ``steps`` Adam steps on the data loss alone (learning
     rate ramped up to ``lr``, then cosine to zero over ``steps``), stopping early once
     ``REFIT_PATIENCE`` validation checks bring no improvement, and keep its best
-    validation checkpoint; the model's parameters are left as they came. With ``rounds``
-    above 1, a refit that has not settled (:func:`settled`) trains another round of the
-    same budget from its best checkpoint, up to ``rounds`` in all.
+    validation checkpoint; the model's parameters are left as they came. ``after``
+    continues an earlier refit of the same group for another round, from its best
+    checkpoint (the result counts both rounds).
 
     With ``group`` set the model first moves to its projection onto that candidate and
     stays inside the subspace (every step projects the gradients and the weights, as a
@@ -882,17 +891,16 @@ def refit(model: nn.Module, layers: list[SoftLayer], train: tuple[torch.Tensor, 
     yet). The same budget, schedule and batch order for every ``group`` (None included)
     make the results comparable row by row."""
     start = parameters_copy(model)
-    if group is not None:
+    if after is not None:
+        load_parameters(model, after.state)
+        seed += len(after.history)
+    elif group is not None:
         constrain(layers, group)
     result = _refit_round(model, layers, train, valid, group, steps, lr, batch_size, seed)
-    for more in range(1, rounds):
-        if settled(result.history, result.step):
-            break
-        load_parameters(model, result.state)
-        extra = _refit_round(model, layers, train, valid, group, steps, lr, batch_size,
-                             seed + more)
-        result = Refit(group, extra.state, extra.errors, result.step + extra.step,
-                       result.history + extra.history[1:])
+    result.settled = settled(result.history, result.step)
+    if after is not None:
+        result = Refit(group, result.state, result.errors, after.step + result.step,
+                       after.history + result.history[1:], result.settled)
     load_parameters(model, start)
     model.eval()
     return result

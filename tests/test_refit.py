@@ -119,8 +119,8 @@ def test_a_refit_trains_more_rounds_only_while_it_has_not_settled():
     train, valid = _data(teacher, 256, 1), _data(teacher, 128, 2)
     options = dict(group=1, steps=10, lr=1e-3, batch_size=128, seed=0)
     one = refit(student, soft_layers(student), train, valid, **options)
-    assert not settled(one.history, one.step)  # far from the teacher after 10 steps
-    three = refit(student, soft_layers(student), train, valid, rounds=3, **options)
-    assert three.history[:len(one.history)] == one.history
-    assert len(three.history) == 1 + 3 * (len(one.history) - 1)
-    assert three.mse < one.mse and three.step > one.step
+    assert not one.settled  # far from the teacher after 10 steps
+    two = refit(student, soft_layers(student), train, valid, after=one, **options)
+    assert two.history[:len(one.history)] == one.history
+    assert len(two.history) == 2 * len(one.history) - 1
+    assert two.mse < one.mse and two.step > one.step
