@@ -75,15 +75,7 @@ def sample_elements(group: Group, n: int, rng: np.random.Generator,
     if group.is_orthogonal:
         seed = int(rng.integers(2**62))
         return group.sample(n, generator=torch.Generator().manual_seed(seed)).numpy()
-    g = np.tile(np.eye(group.d), (n, 1, 1))
-    if len(group.lie):
-        coeffs = rng.normal(size=(n, len(group.lie))) * scales
-        g = torch.linalg.matrix_exp(torch.from_numpy(np.tensordot(coeffs, group.lie, axes=1)))
-        g = g.numpy()
-    for _ in range(group._word_length() if len(group.discrete) else 0):
-        pick = group.discrete[rng.integers(len(group.discrete), size=n)]
-        g = np.where((rng.random(n) < 0.5)[:, None, None], g @ pick, g)
-    return g
+    return group.exp_sample(n, scales, rng)
 
 
 def local_scales(group: Group, rep_in: Rep, X: np.ndarray) -> np.ndarray:

@@ -170,9 +170,15 @@ class Group:
         return 1 if len(self.discrete) <= 1 else 2 * len(self.discrete) + 3
 
     def _sample_numpy(self, n: int, rng: np.random.Generator) -> Array:
+        return self.exp_sample(n, self._lie_scale(), rng)
+
+    def exp_sample(self, n: int, scales: float | Array, rng: np.random.Generator) -> Array:
+        """``n`` elements ``[n, d, d]``: exp of a random Lie-algebra element (coefficient
+        standard deviations ``scales``, one or one per generator) times a random word in
+        the discrete generators."""
         g = np.tile(np.eye(self.d), (n, 1, 1))
         if len(self.lie):
-            coeffs = rng.normal(scale=self._lie_scale(), size=(n, len(self.lie)))
+            coeffs = rng.normal(scale=scales, size=(n, len(self.lie)))
             algebra = torch.from_numpy(np.tensordot(coeffs, self.lie, axes=1))
             g = torch.linalg.matrix_exp(algebra).numpy()
         if len(self.discrete):
