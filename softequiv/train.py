@@ -546,11 +546,12 @@ class Training:
         options = self._refit_options(steps)
         groups = (None, *range(len(self.problem.groups)))
         found: dict[int | None, Refit] = {}
-        for _ in range(REFIT_ROUNDS):
+        for round_index in range(REFIT_ROUNDS):
             if found and all(r.settled for r in found.values()):
                 break
+            batches = options | {"seed": options["seed"] + round_index}
             found = {group: refit(self.model, self.layers, self.train, self.valid,
-                                  group=group, after=found.get(group), **options)
+                                  group=group, after=found.get(group), **batches)
                      for group in groups}
         return found
 
@@ -893,7 +894,6 @@ def refit(model: nn.Module, layers: list[SoftLayer], train: tuple[torch.Tensor, 
     start = parameters_copy(model)
     if after is not None:
         load_parameters(model, after.state)
-        seed += len(after.history)
     elif group is not None:
         constrain(layers, group)
     result = _refit_round(model, layers, train, valid, group, steps, lr, batch_size, seed)
