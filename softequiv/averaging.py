@@ -33,6 +33,7 @@ import torch
 
 from softequiv.fields import transform
 from softequiv.groups import Group
+from softequiv.regularizers import _transform as act
 from softequiv.reps import Rep
 
 SAMPLES = 16
@@ -61,9 +62,9 @@ def group_average(function: Function, X: np.ndarray, group: Group, rep_in: Rep, 
     total = np.zeros_like(np.asarray(function(X), dtype=np.float64))
     for _ in range(SAMPLES):
         g = torch.from_numpy(sample_elements(group, len(X), rng, scales))
-        moved = (rep_in.rho(g) @ x[..., None])[..., 0].numpy()
-        out = torch.as_tensor(np.asarray(function(moved), dtype=np.float64))
-        total += (rep_out.rho(torch.linalg.inv(g)) @ out[..., None])[..., 0].numpy()
+        out = torch.as_tensor(np.asarray(function(act(rep_in, g, x).numpy()),
+                                         dtype=np.float64))
+        total += act(rep_out, torch.linalg.inv(g), out).numpy()
     return total / SAMPLES
 
 
