@@ -855,7 +855,8 @@ REFIT_MAX_STEPS = 1000
 """The verdicts' refits train at most as long as the run itself and at most this long."""
 
 REFIT_PATIENCE = 5
-"""A refit stops once this many checks in a row have not improved on its best one."""
+"""A refit stops once this many checks in a row have not improved on its best one, past
+the first half of its schedule."""
 
 REFIT_ROUNDS = 3
 """The verdicts' refits train up to this many rounds of their budget, all of them
@@ -879,7 +880,9 @@ def refit(model: nn.Module, layers: list[SoftLayer], train: tuple[torch.Tensor, 
           lr: float, batch_size: int, seed: int, after: Refit | None = None) -> Refit:
     """Train ``model`` on for at most ``steps`` Adam steps on the data loss alone (learning
     rate ramped up to ``lr``, then cosine to zero over ``steps``), stopping early once
-    ``REFIT_PATIENCE`` validation checks bring no improvement, and keep its best
+    ``REFIT_PATIENCE`` validation checks bring no improvement in the second half of the
+    schedule (a fresh Adam at its peak rate first throws a trained model off, and
+    stopping then would judge a refit that never reached its small rates), and keep its best
     validation checkpoint; the model's parameters are left as they came. ``after``
     continues an earlier refit of the same group for another round, from its best
     checkpoint (the result counts both rounds).
@@ -953,7 +956,7 @@ def _refit_round(model: nn.Module, layers: list[SoftLayer],
             history.append(float(errors.mean()))
             if history[-1] < best[0]:
                 best, best_errors = (history[-1], step, parameters_copy(model)), errors
-            if step - best[1] >= REFIT_PATIENCE * every:
+            if step - best[1] >= REFIT_PATIENCE * every and 2 * step >= steps:
                 break
             model.train()
     return Refit(group, best[2], best_errors, best[1], history)

@@ -124,3 +124,18 @@ def test_a_refit_trains_more_rounds_only_while_it_has_not_settled():
     assert two.history[:len(one.history)] == one.history
     assert len(two.history) == 2 * len(one.history) - 1
     assert two.mse < one.mse and two.step > one.step
+
+
+def test_a_refit_that_first_gets_worse_trains_on_until_its_rate_has_annealed():
+    # A fresh Adam at the peak rate throws a trained model off before it settles again:
+    # stopping for lack of progress then would judge a refit that never reached its
+    # small rates. Stops for patience come only in the second half of the schedule.
+    teacher, student = _teacher_and_student(noise=0.0)
+    train, valid = _data(teacher, 256, 1), _data(teacher, 128, 2)
+    steps = 400
+    result = refit(student, soft_layers(student), train, valid, group=None, steps=steps,
+                   lr=3e-2, batch_size=128, seed=0)
+    checks = steps // 20
+    assert result.history[1] > result.history[0]  # thrown off: the start was the teacher
+    assert len(result.history) - 1 >= 20 // 2  # trained at least half its budget
+    assert result.step % checks == 0
