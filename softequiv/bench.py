@@ -190,7 +190,7 @@ def _completed(jobs: list[dict], workers: int | None,
     try:
         task = ray.remote(num_cpus=1)(_run_one)
         limit = workers or len(jobs)
-        queue = sorted(enumerate(jobs), key=lambda pair: -RELATIVE_COST.get(pair[1]["method"], 1))
+        queue = [(i, jobs[i]) for i in dispatch_order(jobs)]
         pending: dict = {}
         while queue or pending:
             while queue and len(pending) < limit:
@@ -206,10 +206,15 @@ RAY_OBJECT_STORE_BYTES = 256 * 1024 ** 2
 """Object store of a local Ray instance: results are small JSON-like rows."""
 
 RELATIVE_COST = {"mlp": 0.2}
-"""About what a run of each method costs next to a soft one (1 when not listed): the
-workers take the costliest runs first, so that a cheap one, not a soft one with its
-verdicts' refits, is what keeps one worker busy at the end. Only the order of dispatch
-depends on it; every row is the same as a serial run's."""
+"""About what a run of each method costs next to a soft one (1 when not listed)."""
+
+
+def dispatch_order(jobs: list[dict]) -> list[int]:
+    """The order in which workers take the jobs: costliest first (:data:`RELATIVE_COST`),
+    so that a cheap run, not a soft one with its verdicts' refits, is what keeps one
+    worker busy at the end; otherwise as listed. Only the dispatch depends on it: every
+    row is the same as a serial run's."""
+    return sorted(range(len(jobs)), key=lambda i: -RELATIVE_COST.get(jobs[i]["method"], 1))
 
 
 def _top_correct(row: dict) -> bool | None:

@@ -7,7 +7,13 @@ import numpy as np
 import pytest
 from helpers import fails
 
-from softequiv.bench import markdown_table, run_benchmark, summarize, update_readme
+from softequiv.bench import (
+    dispatch_order,
+    markdown_table,
+    run_benchmark,
+    summarize,
+    update_readme,
+)
 from softequiv.errors import InputError
 
 GROUPS = [{"name": n, "lambda": 1.0, "model_error": 0.1, "true_error": None}
@@ -197,6 +203,11 @@ def test_ray_tasks_give_the_serial_results(tmp_path):
     on_ray = run_benchmark("cossim", workers=2, out=tmp_path / "ray.json", **common)
     assert _without_timings(on_ray) == _without_timings(serial)
     assert [r["label"] for r in on_ray["runs"]] == ["MLP", "PER"]
+
+
+def test_workers_take_the_costliest_runs_first_and_otherwise_the_grid_order():
+    jobs = [{"method": m} for m in ("mlp", "per", "mlp", "emlp", "per")]
+    assert dispatch_order(jobs) == [1, 3, 4, 0, 2]
 
 
 def test_one_worker_needs_no_ray_and_more_name_the_extra(tmp_path, monkeypatch):
