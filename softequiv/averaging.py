@@ -33,7 +33,6 @@ import torch
 
 from softequiv.fields import transform
 from softequiv.groups import Group
-from softequiv.regularizers import _transform as act
 from softequiv.reps import Rep
 
 SAMPLES = 16
@@ -62,9 +61,9 @@ def group_average(function: Function, X: np.ndarray, group: Group, rep_in: Rep, 
     total = np.zeros_like(np.asarray(function(X), dtype=np.float64))
     for _ in range(SAMPLES):
         g = torch.from_numpy(sample_elements(group, len(X), rng, scales))
-        out = torch.as_tensor(np.asarray(function(act(rep_in, g, x).numpy()),
+        out = torch.as_tensor(np.asarray(function(rep_in.act(g, x).numpy()),
                                          dtype=np.float64))
-        total += act(rep_out, torch.linalg.inv(g), out).numpy()
+        total += rep_out.act(torch.linalg.inv(g), out).numpy()
     return total / SAMPLES
 
 

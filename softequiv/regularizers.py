@@ -32,10 +32,6 @@ def projection_penalties(model: nn.Module) -> torch.Tensor:
     return torch.stack([layer.penalties() for layer in layers]).sum(0)
 
 
-def _transform(rep: Rep, g: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    return (rep.rho(g).to(v.dtype).to(v.device) @ v[..., None])[..., 0]
-
-
 def sample_penalty(f: Function, x: torch.Tensor, group: Group, rep_in: Rep, rep_out: Rep, *,
                    samples: int = 1, generator: torch.Generator | None = None) -> torch.Tensor:
     """Mean over examples and ``samples`` random g of ||f(rho_in(g) x) - rho_out(g) f(x)||^2.
@@ -54,7 +50,7 @@ def sample_penalty(f: Function, x: torch.Tensor, group: Group, rep_in: Rep, rep_
             total = total + diff.square().flatten(1).sum(1).mean()
             continue
         g = group.sample(x.shape[0], generator=generator)
-        diff = f(_transform(rep_in, g, x)) - _transform(rep_out, g, fx)
+        diff = f(rep_in.act(g, x)) - rep_out.act(g, fx)
         total = total + diff.square().sum(-1).mean()
     return total / samples
 
@@ -88,8 +84,8 @@ def equivariance_error(f: Function | Callable[[np.ndarray], np.ndarray],
     fx = call(xt)
     for _ in range(samples):
         g = group.sample(xt.shape[0], generator=generator)
-        a = call(_transform(rep_in, g, xt)).double()
-        b = _transform(rep_out, g, fx.double())
+        a = call(rep_in.act(g, xt)).double()
+        b = rep_out.act(g, fx.double())
         den = a.norm(dim=-1) + b.norm(dim=-1)
         errors.append(((a - b).norm(dim=-1) / den.clamp_min(1e-300)).mean())
     return float(torch.stack(errors).mean())

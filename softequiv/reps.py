@@ -173,6 +173,11 @@ class Rep:
         g = g if g.dim() == 3 else g[None]
         return self._block_diag({t: t.rho(g) for t in self.types()}, g.shape[0], g.shape[-1])
 
+    def act(self, g: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """rho(g_i) v_i for each row: elements ``g`` ``[n, d, d]`` on vectors ``v``
+        ``[n, size]`` (rho in ``v``'s dtype and device)."""
+        return (self.rho(g).to(v.dtype).to(v.device) @ v[..., None])[..., 0]
+
     def drho(self, A: torch.Tensor) -> torch.Tensor:
         """Batched Lie-algebra action ``[n, size, size]`` of ``A`` (``[n, d, d]`` or ``[d, d]``)."""
         A = A if A.dim() == 3 else A[None]
