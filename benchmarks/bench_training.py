@@ -2,11 +2,13 @@
 
 (a) PER seconds per epoch on inertia at the published reference size (1000 training
     points, batch 500, ch 128, 4 linear layers, 4 groups, one torch thread): the marginal
-    epoch time (fit with 2E epochs minus fit with E, over E: set-up and the final snap not
-    counted), of this tree and of a baseline revision (default ``db836aa``, the tree before
-    the hand-written bilinear layer, extracted with ``git archive``), each in its own
-    process, alternating over rounds; medians and their ratio, and the ratio to the published
-    JAX code's epoch.
+    training epoch (training for 2E epochs minus training for E, over E: warm-up, strength
+    adjustment and training with its per-epoch validation counted; set-up and what follows
+    training, the refits and verdicts, not), of this tree and of a baseline revision
+    (default ``db836aa``, the tree before the hand-written bilinear layer, extracted with
+    ``git archive``, whose fit had no stages after training), each in its own process,
+    alternating over rounds; medians and their ratio, and the ratio to the published JAX
+    code's epoch. The same for this tree on two torch threads (the default on 2 cores).
 (b) One training step (forward+backward, penalty and damping, Adam) of non-orthogonal
     ambient groups against O(3) at the same ch and reps (3*Vector -> Scalar), interleaved.
 (c) ``torch.compile`` on the CPU: compile seconds (inductor caches compiled code on disk, so
@@ -14,7 +16,9 @@
     ch 128; and the PER epoch of (a) with ``torch_compile=True`` (compiling not counted).
 (d) Seconds per epoch of the other methods (this tree, marginal as in (a)).
 (e) Accuracy: test MSE of PER on the same inertia data after a fixed number of epochs
-    (``--accuracy-epochs``, no snap), seeds 0 and 1, for this tree and the baseline.
+    (``--accuracy-epochs``, no snap), seeds 0 and 1, for this tree and the baseline, both
+    with the baseline's default strength rule (``gradient``), so that both train the same
+    model.
 
 Writes benchmarks/results/training.json. Run: ``.venv/bin/python benchmarks/bench_training.py``
 (``--rounds``, ``--epochs``, ``--accuracy-epochs``, ``--baseline REV``).
@@ -45,16 +49,25 @@ RESULTS = Path(__file__).parent / "results" / "training.json"
 JAX_REFERENCE = {"epoch_s": 2.8, "source": "issue 13: the published JAX code, 2.65-2.96 s per "
                  "epoch side by side on this machine (1000 points, batch 500, ch 128)"}
 EPOCH_SCRIPT = """
-import json, sys, torch
-torch.set_num_threads(1)
+import json, sys, time, torch
+torch.set_num_threads(int(sys.argv[3]))
+from softequiv import train
 from softequiv.data.synthetic import inertia
-from softequiv.train import Problem, TrainConfig, fit
-problem = Problem.build(inertia(axis="z", eps=0.3, seed=0))
+problem = train.Problem.build(inertia(axis="z", eps=0.3, seed=0))
+def training_seconds(config):
+    if not hasattr(train, "Training"):  # trees before the staged fit train and nothing else
+        return train.fit(problem, config).seconds
+    run = train.Training(problem, config.resolved())
+    start = time.perf_counter()
+    run.train_epochs(0, run.config.t_adj)
+    run.adjust_strengths()
+    run.train_epochs(run.config.t_adj, run.config.epochs)
+    return time.perf_counter() - start
 def run(n, method):
     extra = {"torch_compile": True} if method == "per-compiled" else {}
-    config = TrainConfig(method=method.split("-compiled")[0], epochs=n, ch=128,
-                         progress=False, snap=False, **extra)
-    return fit(problem, config).seconds
+    config = train.TrainConfig(method=method.split("-compiled")[0], epochs=n, ch=128,
+                               progress=False, snap=False, **extra)
+    return training_seconds(config)
 out = {}
 for method in sys.argv[2].split(","):
     run(2, method)
@@ -72,7 +85,7 @@ problem = Problem.build(inertia(axis="z", eps=0.3, seed=0))
 out = {}
 for seed in (0, 1):
     config = TrainConfig(method="per", epochs=int(sys.argv[1]), ch=128, seed=seed,
-                         progress=False, snap=False)
+                         progress=False, snap=False, rule="gradient")
     out[seed] = fit(problem, config).mse(TEST)
 print(json.dumps(out))
 """
@@ -89,9 +102,11 @@ def in_tree(source: Path, script: str, *args: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def epoch_times(source: Path, epochs: int, methods: str) -> dict[str, float]:
-    """Marginal seconds per epoch of ``methods`` with the softequiv package under ``source``."""
-    return in_tree(source, EPOCH_SCRIPT, str(epochs), methods)
+def epoch_times(source: Path, epochs: int, methods: str, threads: int = 1) -> dict[str, float]:
+    """Marginal seconds per training epoch of ``methods`` (the stages before the best epoch
+    is selected: warm-up, strength adjustment, training with validation) with the softequiv
+    package under ``source``, on ``threads`` torch threads."""
+    return in_tree(source, EPOCH_SCRIPT, str(epochs), methods, str(threads))
 
 
 def baseline_tree(revision: str, into: Path) -> Path:
@@ -159,14 +174,15 @@ def compile_on_cpu(ch: int, repeats: int) -> dict:
                                        if med["compiled"] < med["eager"] else None)}
 
 
-def main(rounds: int = 3, epochs: int = 20, baseline: str = "db836aa",
+def main(rounds: int = 3, epochs: int = 100, baseline: str = "db836aa",
          accuracy_epochs: int = 200) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         old_tree = baseline_tree(baseline, Path(tmp))
-        current, previous = [], []
+        current, previous, two_threads = [], [], []
         for _ in range(rounds):
             current.append(epoch_times(ROOT, epochs, "per")["per"])
             previous.append(epoch_times(old_tree, epochs, "per")["per"])
+            two_threads.append(epoch_times(ROOT, epochs, "per", threads=2)["per"])
         accuracy = {"epochs": accuracy_epochs,
                     "test_mse_this_tree": in_tree(ROOT, ACCURACY_SCRIPT, str(accuracy_epochs)),
                     "test_mse_baseline": in_tree(old_tree, ACCURACY_SCRIPT,
@@ -185,7 +201,9 @@ def main(rounds: int = 3, epochs: int = 20, baseline: str = "db836aa",
                        "groups": "O(3), O2xy, O2yz, O2xz", "epochs_timed": epochs,
                        "rounds": rounds, "baseline": baseline},
            "per_epoch_s": {"this_tree": per, "baseline": per_old, "rounds_this_tree": current,
-                           "rounds_baseline": previous},
+                           "rounds_baseline": previous,
+                           "this_tree_two_threads": statistics.median(two_threads),
+                           "rounds_this_tree_two_threads": two_threads},
            "per_speedup_over_baseline": per_old / per,
            "per_accuracy": accuracy,
            "other_methods_epoch_s": others,
@@ -200,7 +218,7 @@ def main(rounds: int = 3, epochs: int = 20, baseline: str = "db836aa",
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--baseline", default="db836aa")
     parser.add_argument("--accuracy-epochs", type=int, default=200)
     args = parser.parse_args()

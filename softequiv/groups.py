@@ -210,9 +210,10 @@ def _reflection(n: int) -> Array:
     return r
 
 
-def _haar_orthogonal(n: int, rng: np.random.Generator) -> Array:
-    q, r = np.linalg.qr(rng.normal(size=(n, n)))
-    return q * np.sign(np.diag(r))
+def _haar_orthogonal(count: int, n: int, rng: np.random.Generator) -> Array:
+    """``count`` Haar-random elements of O(n) ``[count, n, n]``, one batched QR."""
+    q, r = np.linalg.qr(rng.normal(size=(count, n, n)))
+    return q * np.sign(np.diagonal(r, axis1=1, axis2=2))[:, None, :]
 
 
 class O(Group):
@@ -222,7 +223,7 @@ class O(Group):
         super().__init__(_antisymmetric_basis(n), [_reflection(n)], n, f"O({n})")
 
     def _sample_numpy(self, n: int, rng: np.random.Generator) -> Array:
-        return np.stack([_haar_orthogonal(self.d, rng) for _ in range(n)])
+        return _haar_orthogonal(n, self.d, rng)
 
 
 class SO(Group):
@@ -232,13 +233,9 @@ class SO(Group):
         super().__init__(_antisymmetric_basis(n), [], n, f"SO({n})")
 
     def _sample_numpy(self, n: int, rng: np.random.Generator) -> Array:
-        out = []
-        for _ in range(n):
-            q = _haar_orthogonal(self.d, rng)
-            if np.linalg.det(q) < 0:
-                q[:, 0] = -q[:, 0]
-            out.append(q)
-        return np.stack(out)
+        q = _haar_orthogonal(n, self.d, rng)
+        q[np.linalg.det(q) < 0, :, 0] *= -1
+        return q
 
 
 class Scaling(Group):
@@ -419,8 +416,8 @@ class Embed(Group):
     def _sample_numpy(self, n: int, rng: np.random.Generator) -> Array:
         inner = self.inner._sample_numpy(n, rng)
         out = np.tile(np.eye(self.d), (n, 1, 1))
-        for i in range(n):
-            out[i][np.ix_(self.axes, self.axes)] = inner[i]
+        axes = np.asarray(self.axes)
+        out[:, axes[:, None], axes[None, :]] = inner
         return out
 
 

@@ -294,19 +294,22 @@ class NormRatios(InvariantScalars):
         # features first: every gather below takes whole contiguous rows of the batch
         xt = x.contiguous()
         ratios, squared_scale = self._ratios_and_scale(xt)
-        added = self.mix.T @ ratios
-        if self._outer is not None:
-            xt = xt.index_add(0, getattr(self, self._outer[1]),
-                              self._outer_products(xt, squared_scale))
-        return torch.cat([xt[:self.scalars] + added, xt[self.scalars:]])
+        if self._outer is None:
+            out = xt.clone()
+        else:
+            out = xt.index_add(0, getattr(self, self._outer[1]),
+                               self._outer_products(xt, squared_scale))
+        out[:self.scalars] += self.mix.T @ ratios
+        return out
 
     def _outer_products(self, xt: torch.Tensor, squared_scale: torch.Tensor) -> torch.Tensor:
         """The learned mix of v_i v_k^T / r^2 (i <= k) over the Vector copies v: what the
-        weight-0 rank-2 copies receive, ``[their copies * d * d, n]``."""
+        weight-0 rank-2 copies receive, ``[their copies * d * d, n]`` (divided by r^2 after
+        mixing, which is the same and divides fewer entries)."""
         n = xt.shape[1]
         products = xt.index_select(0, self._outer_left) * xt.index_select(0, self._outer_right)
-        products = (products / squared_scale).view(self.outer_mix.shape[0], -1)
-        return (self.outer_mix.T @ products).view(-1, n)
+        mixed = self.outer_mix.T @ products.view(self.outer_mix.shape[0], -1)
+        return mixed.view(-1, n) / squared_scale
 
     def _ratios_and_scale(self, xt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The invariant norm ratios ``[features, n]`` and the squared reference scale r^2
@@ -314,19 +317,21 @@ class NormRatios(InvariantScalars):
 
         Each type's Gram entries times r^{-2w} (w its weight), divided by one plus their
         mean diagonal; r^2 sums, over the positive-weight types, their mean squared norm
-        to the power 1/w."""
+        to the power 1/w. Every entry of a type shares its weight, so the scale factors
+        are computed per type and gathered once."""
         products = xt.index_select(0, self._left) * xt.index_select(0, self._right)
         gram = xt.new_zeros(len(self._weight), xt.shape[1]).index_add(0, self._entry, products)
         diagonal, copies = self._diagonal.to(xt.dtype).T, self._copies.to(xt.dtype)[:, None]
         weight = self._type_weight.to(xt.dtype)[:, None]
         positive = self._type_weight[:, None] > 0
-        powers = ((diagonal @ gram) / copies + self.TINY).pow(
+        mean_norm = (diagonal @ gram) / copies
+        powers = (mean_norm + self.TINY).pow(
             torch.where(positive, 1 / weight, torch.zeros_like(weight)))
         squared_scale = self.TINY + torch.where(positive, powers,
                                                 torch.zeros_like(powers)).sum(0)
-        scaled = gram * squared_scale.pow(-self._weight.to(xt.dtype)[:, None])
-        mean_diagonal = ((diagonal @ scaled) / copies).index_select(0, self._owner)
-        return scaled / (1 + mean_diagonal), squared_scale
+        type_scale = squared_scale.pow(-weight)
+        factor = type_scale / (1 + mean_norm * type_scale)
+        return gram * factor.index_select(0, self._owner), squared_scale
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The invariant norm ratios of x (what the scalars receive, before mixing)."""
