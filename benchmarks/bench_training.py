@@ -193,7 +193,8 @@ def main(rounds: int = 3, epochs: int = 100, baseline: str = "db836aa",
         groups = step_time_by_group(128, 15)
         compile_row = compile_on_cpu(128, 10)
     compile_row["per_epoch_s"] = epoch_times(ROOT, epochs, "per-compiled")["per-compiled"]
-    out = {"machine": {"cpu_count": os.cpu_count(), "torch_threads": 1,
+    out = {"machine": {"cpu_count": os.cpu_count(),
+                       "torch_threads": "1 (2 for this_tree_two_threads)",
                        "torch": torch.__version__,
                        "note": "2 CPU cores shared with other jobs: absolute times vary by "
                                "several x with the load; ratios are measured side by side"},
