@@ -244,15 +244,14 @@ class NormRatios(InvariantScalars):
         """Index arrays that compute every type's Gram entries (upper triangles, row-major,
         type after type: the order of ``mix``'s rows) as one gather-multiply-sum over the
         input's coordinates, and the outer products likewise."""
-        left, right, entry, weights, owner, averaging = [], [], [], [], [], []
+        left, right, entry, owner, averaging = [], [], [], [], []
         offset = 0
-        for t_i, (name, t, copies, dim) in enumerate(self._types):
+        for t_i, (name, _, copies, dim) in enumerate(self._types):
             idx = getattr(self, name).view(copies, dim)
             rows, cols = torch.triu_indices(copies, copies)
             left.append(idx[rows].reshape(-1))
             right.append(idx[cols].reshape(-1))
             entry.append((offset + torch.arange(len(rows))).repeat_interleave(dim))
-            weights.append(torch.full((len(rows),), sum(t.factors)))
             owner.append(torch.full((len(rows),), t_i))
             column = torch.zeros(len(rows), len(self._types))
             column[rows == cols, t_i] = 1.0
@@ -260,7 +259,7 @@ class NormRatios(InvariantScalars):
             offset += len(rows)
         empty = torch.zeros(0, dtype=torch.long)
         for name, parts in (("_left", left), ("_right", right), ("_entry", entry),
-                            ("_owner", owner), ("_weight", weights)):
+                            ("_owner", owner)):
             self.register_buffer(name, torch.cat(parts) if parts else empty, persistent=False)
         # exact 0/1 entries: they stay exact under .float() / .double()
         self.register_buffer("_diagonal", torch.cat(averaging) if averaging else torch.zeros(
@@ -320,7 +319,7 @@ class NormRatios(InvariantScalars):
         to the power 1/w. Every entry of a type shares its weight, so the scale factors
         are computed per type and gathered once."""
         products = xt.index_select(0, self._left) * xt.index_select(0, self._right)
-        gram = xt.new_zeros(len(self._weight), xt.shape[1]).index_add(0, self._entry, products)
+        gram = xt.new_zeros(len(self._owner), xt.shape[1]).index_add(0, self._entry, products)
         diagonal, copies = self._diagonal.to(xt.dtype).T, self._copies.to(xt.dtype)[:, None]
         weight = self._type_weight.to(xt.dtype)[:, None]
         positive = self._type_weight[:, None] > 0
