@@ -12,14 +12,8 @@ import torch
 from softequiv import groups as G
 from softequiv.nn import EMLP, MLP, RPP, Augmented, FrameAveraging, MixedRPP, SoftEMLP
 from softequiv.nn.bilinear import BilinearFunction, BilinearPlan
-from softequiv.nn.layers import (
-    AffineDistances,
-    EquivariantBilinear,
-    GatedNonlinearity,
-    NormRatios,
-    SoftLinear,
-    gated,
-)
+from softequiv.nn.invariants import AffineDistances, NormRatios
+from softequiv.nn.layers import EquivariantBilinear, GatedNonlinearity, SoftLinear, gated
 from softequiv.regularizers import projection_penalties
 from softequiv.reps import Rep, TensorType, uniform_rep
 from softequiv.spec import parse_groups, parse_rep
@@ -422,6 +416,25 @@ def test_invariant_features_pass_a_scalars_only_hidden_rep_through():
         hidden = torch.randn(8, model.blocks[0].nonlinearity.size, generator=gen(9))
         assert torch.equal(model.blocks[0].invariants(hidden), hidden)
         assert torch.isfinite(model(random_inputs(name, 8, 0, torch.float32))).all()
+
+
+@pytest.mark.parametrize("layer_class, ambient", [
+    (NormRatios, G.Union(G.SO(3), G.Scaling(3))), (AffineDistances, G.SE(3))])
+def test_invariant_features_backward_matches_finite_differences(layer_class, ambient):
+    """The hand-written backward passes of the invariant feature layers against central
+    differences (torch.autograd.gradcheck, float64, random inputs and mixing weights), for
+    the input and every learned weight."""
+    rep = gated(uniform_rep(CH, ambient))
+    layer = layer_class(rep, ambient).double()
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.normal_(generator=gen(11))
+    x = torch.randn(rep.size(ambient.d), 5, generator=gen(12), dtype=torch.float64,
+                    requires_grad=True)
+    params = list(layer.parameters())
+    assert len(params) == (2 if layer_class is NormRatios else 1)
+    assert torch.autograd.gradcheck(lambda x, *_: layer.forward_columns(x), (x, *params),
+                                    eps=1e-6, atol=1e-7, rtol=1e-5)
 
 
 def test_affine_distances_are_se3_invariant_and_are_distances_for_points():

@@ -11,15 +11,8 @@ from softequiv.nn.cnn import (
     SoftCNN,
 )
 from softequiv.nn.conv import RelaxedGroupConv2d, SoftConv2d
-from softequiv.nn.layers import (
-    AffineDistances,
-    EquivariantBilinear,
-    GatedNonlinearity,
-    InvariantScalars,
-    NormRatios,
-    SoftLinear,
-    gated,
-)
+from softequiv.nn.invariants import AffineDistances, InvariantScalars, NormRatios
+from softequiv.nn.layers import EquivariantBilinear, GatedNonlinearity, SoftLinear, gated
 from softequiv.nn.models import (
     EMLP,
     MLP,

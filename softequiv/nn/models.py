@@ -13,13 +13,8 @@ import torch
 from torch import nn
 
 from softequiv.groups import Group
-from softequiv.nn.layers import (
-    EquivariantBilinear,
-    GatedNonlinearity,
-    SoftLinear,
-    gated,
-    invariant_scalars,
-)
+from softequiv.nn.invariants import invariant_scalars
+from softequiv.nn.layers import EquivariantBilinear, GatedNonlinearity, SoftLinear, gated
 from softequiv.reps import Rep, uniform_rep
 
 
