@@ -196,8 +196,19 @@ class Group:
         generators, which covers the group (connected components included) for testing.
         Deterministic given ``generator``.
         """
-        seed = int(torch.randint(0, 2**62, (1,), generator=generator).item())
-        return torch.from_numpy(self._sample_numpy(int(n), np.random.default_rng(seed)))
+        return torch.from_numpy(self._sample_numpy(int(n), _numpy_rng(generator)))
+
+    def sample_near_identity(self, n: int, scales: float | Array,
+                             generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` elements near the identity, float64 ``[n, d, d]``: ``exp_sample`` with
+        Lie coefficients of standard deviation ``scales``. Deterministic given
+        ``generator``."""
+        return torch.from_numpy(self.exp_sample(int(n), scales, _numpy_rng(generator)))
+
+
+def _numpy_rng(generator: torch.Generator | None) -> np.random.Generator:
+    """A numpy generator seeded from one draw of ``generator``."""
+    return np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=generator).item()))
 
 
 def _antisymmetric_basis(n: int) -> list[Array]:

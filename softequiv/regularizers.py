@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from softequiv.averaging import local_scales
 from softequiv.fields import field_equivariance_error, transform_each
 from softequiv.groups import Group
 from softequiv.nn.soft import SoftLayer
@@ -69,6 +70,15 @@ def equivariance_error(f: Function | Callable[[np.ndarray], np.ndarray],
     error itself is computed in float64. Fields ``[n, C, H, W]`` go to
     :func:`~softequiv.fields.field_equivariance_error`, which averages over every element of
     the (finite) group instead of ``samples`` drawn ones.
+
+    Which g: ``Group.sample`` (uniform where the Haar measure is known) for a group of
+    orthogonal matrices; for any other group, elements near the identity that move the
+    rows of x by about a quarter of their spread (as the verdicts' group averages,
+    :mod:`softequiv.averaging`). A non-compact group has no uniform draw, and its far
+    elements move inputs where no data lies: there a model's error measures how it
+    extrapolates, not the symmetry it learned, and would make every scaling or
+    translation look broken (a CosSim model fit to exactly scale-invariant data, judged
+    under scalings e^c with c of standard deviation 1, errs 0.03-0.2).
     """
     if x.ndim == 4:
         return field_equivariance_error(f, x, group, rep_in, rep_out)
@@ -82,8 +92,11 @@ def equivariance_error(f: Function | Callable[[np.ndarray], np.ndarray],
 
     errors = []
     fx = call(xt)
+    scales = None if group.is_orthogonal else local_scales(
+        group, rep_in, xt.detach().double().cpu().numpy())
     for _ in range(samples):
-        g = group.sample(xt.shape[0], generator=generator)
+        g = group.sample(xt.shape[0], generator=generator) if scales is None else \
+            group.sample_near_identity(xt.shape[0], scales, generator=generator)
         a = call(rep_in.act(g, xt)).double()
         b = rep_out.act(g, fx.double())
         den = a.norm(dim=-1) + b.norm(dim=-1)

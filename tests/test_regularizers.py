@@ -77,6 +77,27 @@ def test_error_of_exact_ground_truths_on_other_benchmarks():
     assert equivariance_error(sd.truth, sd.X, rot, rin, rout, **opts) > BROKEN
 
 
+def test_non_compact_groups_are_judged_where_the_data_lies():
+    """A function scale-invariant up to 5x the largest input norm and constant beyond
+    errs nothing under Scaling(3) (tolerance 1e-12, float64): the draws move inputs by
+    about a quarter of their spread. Under scalings e^c with c ~ N(0, 1) (Group.sample)
+    some rows leave that range (4 of these 500), and the same function's values change
+    (mean change above 1e-3)."""
+    scaling, vector, scalar = G.Scaling(3), parse_rep("Vector"), parse_rep("Scalar")
+    X = torch.randn(500, 3, generator=gen(0), dtype=torch.float64)
+    limit = 5 * X.norm(dim=-1).max()
+
+    def f(x: torch.Tensor) -> torch.Tensor:
+        norm = x.norm(dim=-1, keepdim=True)
+        return torch.where(norm < limit, x[..., :1] / norm, torch.ones_like(norm))
+
+    assert equivariance_error(f, X, scaling, vector, scalar, samples=8,
+                              generator=gen(1)) < 1e-12
+    far = scaling.sample(len(X), generator=gen(2))
+    moved = f(vector.act(far, X))
+    assert float((moved - f(X)).abs().mean()) > 1e-3
+
+
 def test_error_is_deterministic_given_generator(inertia_z):
     ds, g = inertia_z, PLANES[2]
     a = equivariance_error(ds.truth, ds.X, g, RIN, ROUT, generator=gen(5))
