@@ -6,12 +6,14 @@ warm-up. The fit rule needs refits at T_adj, which the default runs do not pay f
 script warms up one seed of every benchmark setting (bench protocol: 100 epochs with
 every candidate at lambda_init), measures what all five rules propose, and writes
 ``benchmarks/results/rules.json`` and the README table between ``<!-- bench:rules -->``
-markers. Run: ``.venv/bin/python benchmarks/bench_rules.py`` (about 20 minutes on 2
-shared CPU cores).
+markers. Run: ``.venv/bin/python benchmarks/bench_rules.py [--tasks TASK ...]`` (about
+20 minutes on 2 shared CPU cores for every task).
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import time
 from pathlib import Path
 
@@ -66,16 +68,30 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main(seed: int = 0) -> dict:
+def main(seed: int = 0, tasks: list[str] | None = None) -> dict:
+    """Warm up every setting of ``tasks`` (default: every vector task) and rewrite the
+    results and the README table; the rows of other tasks stay as the results file has
+    them."""
     torch.set_num_threads(1)
-    rows = []
-    for task, spec in TASKS.items():
-        if spec.fields:
-            continue  # the smoke table records its rules' proposals per run
-        for setting in spec.settings:
-            rows.append(warm_up(task, setting, seed))
+    chosen = [t for t, spec in TASKS.items() if not spec.fields]  # smoke records its own
+    if tasks:
+        unknown = sorted(set(tasks) - set(chosen))
+        if unknown:
+            raise SystemExit(f"unknown task(s) {unknown}; choose from {chosen}")
+        chosen = [t for t in chosen if t in tasks]
+    kept = json.loads(RESULTS.read_text())["runs"] if tasks and RESULTS.exists() else []
+    fresh = {}
+    for task in chosen:
+        fresh[task] = []
+        for setting in TASKS[task].settings:
+            fresh[task].append(warm_up(task, setting, seed))
             print(task, setting, {k: [round(v, 3) for v in lam[1:]]
-                                  for k, lam in rows[-1]["proposals"].items()}, flush=True)
+                                  for k, lam in fresh[task][-1]["proposals"].items()},
+                  flush=True)
+    order = [t for t, spec in TASKS.items() if not spec.fields]
+    rows = [row for task in order
+            for row in (fresh[task] if task in fresh else
+                        [r for r in kept if r["task"] == task])]
     out = {"protocol": PER_PROTOCOL, "seed": seed, "runs": rows}
     write_json(RESULTS, out, indent=2)
     update_readme("rules", table(rows) + f"\n\nOne warm-up per setting (seed {seed}), bench "
@@ -84,4 +100,7 @@ def main(seed: int = 0) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tasks", nargs="+", help="warm up only these tasks' settings and "
+                        "keep the other rows of the results file (default: every task)")
+    main(tasks=parser.parse_args().tasks)
