@@ -1,4 +1,8 @@
-"""Assertions shared by the test modules."""
+"""Assertions and loaders shared by the test modules."""
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -14,3 +18,12 @@ def fails(fn, *words: str, kind: type[Exception] = InputError) -> str:
     for word in words:
         assert word in message, f"{word!r} not in {message!r}"
     return message
+
+
+def benchmark_script(name: str) -> ModuleType:
+    """A script of ``benchmarks/`` (not a package) imported as a module, to test its parts."""
+    path = Path(__file__).parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

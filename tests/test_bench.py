@@ -1,14 +1,12 @@
 """Benchmark bookkeeping: summaries, discovery accuracy and the README table."""
 
-import importlib.util
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from helpers import fails
+from helpers import benchmark_script, fails
 
 from softequiv.bench import (
     dispatch_order,
@@ -262,14 +260,6 @@ def test_field_table_rmse_per_test_set_ranking_verdicts_and_levels():
     assert "- C4: rho = 1.00 (per seed: 1.00, 1.00)" in table
 
 
-def _held_out_benchmark():
-    path = Path(__file__).parents[1] / "benchmarks" / "bench_heldout.py"
-    spec = importlib.util.spec_from_file_location("bench_heldout", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.parametrize(("case", "anisotropy"), [("grid-advection", 2.0),
                                                  ("grid-isotropic", 0.0)])
 def test_held_out_grid_simulator_holds_exactly_the_stated_candidates(case, anisotropy):
@@ -278,7 +268,7 @@ def test_held_out_grid_simulator_holds_exactly_the_stated_candidates(case, aniso
     from softequiv.fields import field_equivariance_error
     from softequiv.spec import parse_groups, parse_rep
 
-    bench = _held_out_benchmark()
+    bench = benchmark_script("bench_heldout")
     stated = bench.cases()[case]["exact"]
     X, _ = bench.advection(n=3, anisotropy=anisotropy, seed=5)
 

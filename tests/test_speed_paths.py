@@ -2,13 +2,12 @@
 projections, training tensors stay on the model's device, torch.compile falls back to eager,
 thread settings are restored, and the GPU benchmark runs (on the CPU here)."""
 
-import importlib.util
 import json
 import warnings
-from pathlib import Path
 
 import pytest
 import torch
+from helpers import benchmark_script
 
 from softequiv import threads
 from softequiv.nn import SoftEMLP
@@ -197,10 +196,7 @@ def test_model_selection_snapshot_copies_parameters_not_projector_bases():
 
 def test_gpu_benchmark_runs_on_the_cpu(tmp_path):
     """The CUDA benchmark's CPU fallback (quick sizes) writes every field."""
-    path = Path(__file__).parents[1] / "benchmarks" / "bench_gpu.py"
-    spec = importlib.util.spec_from_file_location("bench_gpu", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = benchmark_script("bench_gpu")
     out = tmp_path / "gpu.json"
     result = bench.main(quick=True, out=out)
     assert json.loads(out.read_text()) == result
