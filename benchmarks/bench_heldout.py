@@ -123,14 +123,13 @@ def cases() -> dict[str, dict]:
                                exact=["SO(3)"])
     lattice = dict(rep_in="Scalar + Vector", rep_out="Scalar",
                    groups="D4, C4, C2, D2, FlipX, FlipY")
-    X, Y = advection(seed=16)
-    out["grid-advection"] = dict(X=X, Y=Y, exact=["C2", "D2", "FlipX", "FlipY"], **lattice)
-    X, Y = advection(noise=0.3, seed=17)
-    out["grid-advection-noise"] = dict(X=X, Y=Y, exact=["C2", "D2", "FlipX", "FlipY"],
-                                       **lattice)
-    X, Y = advection(anisotropy=0.0, seed=18)
-    out["grid-isotropic"] = dict(X=X, Y=Y, exact=["D4", "C4", "C2", "D2", "FlipX", "FlipY"],
-                                 **lattice)
+    mirrors = ["C2", "D2", "FlipX", "FlipY"]
+    for name, anisotropy, noise, exact, seed in (
+            ("grid-advection", 2.0, 0.0, mirrors, 16),
+            ("grid-advection-noise", 2.0, 0.3, mirrors, 17),
+            ("grid-isotropic", 0.0, 0.0, ["D4", "C4", *mirrors], 18)):
+        X, Y = advection(anisotropy=anisotropy, noise=noise, seed=seed)
+        out[name] = dict(X=X, Y=Y, exact=exact, anisotropy=anisotropy, **lattice)
     return out
 
 
