@@ -976,7 +976,8 @@ def fit_costs(model: nn.Module, layers: list[SoftLayer], train: tuple[torch.Tens
 def nested_subspaces(layers: list[SoftLayer], n_groups: int) -> list[list[int]]:
     """For every candidate j, the candidates k whose equivariant subspace (over every soft
     layer's weight and bias) lies inside j's, j included: P_j P_k W = P_k W, checked on a
-    seeded random W in float64 (generic, so it holds only if the subspaces are nested)."""
+    seeded random W in float64 (generic, so it holds only if the subspaces are nested), to
+    rounding relative to W (P_k W may be zero: a vector bias invariant under rotations)."""
     generator = torch.Generator().manual_seed(0)
     probes = [(projector, torch.randn(*projector.shape, dtype=torch.float64,
                                       generator=generator).to(layer.weight.device))
@@ -993,7 +994,7 @@ def nested_subspaces(layers: list[SoftLayer], n_groups: int) -> list[list[int]]:
 def _contains(projector: Projector, W: torch.Tensor, outer: int, inner: int) -> bool:
     inner_part = projector.project(W, inner)
     gap = projector.project(inner_part, outer) - inner_part
-    return float(gap.norm()) <= 1e-8 * max(float(inner_part.norm()), 1e-300)
+    return float(gap.norm()) <= 1e-8 * float(W.norm())
 
 
 def constrain(layers: list[SoftLayer], group: int) -> None:

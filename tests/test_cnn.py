@@ -28,6 +28,7 @@ from softequiv.train import (
     GradientProbe,
     damp_gradients,
     decoupled_penalty_step,
+    nested_subspaces,
     refit,
     soft_layers,
 )
@@ -172,6 +173,20 @@ def test_refit_inside_a_group_works_on_convolutions():
     assert inside.errors.shape == (16,) and inside.mse < free.mse
     model.load_state_dict(inside.state, strict=False)
     assert float(model.penalties().detach()[5]) < 1e-10
+
+
+@pytest.mark.parametrize("rep_out,ch", [(Vector, 32), (Vector, 64), (Vector + Scalar, 16)])
+def test_candidate_subspaces_nest_as_the_lattice_groups_do(rep_out, ch):
+    # A kernel steerable under G_k is steerable under every subgroup of G_k. With a Vector
+    # output the bias invariant under D4 or C4 is zero, and the check must still see it
+    # inside every other subspace (it did not at ch 32: P_k b is then rounding noise).
+    model = SoftCNN(4 * Vector, rep_out, GROUPS, ch=ch, layers=3)
+    expected = {"D4": {"D4"}, "C4": {"C4", "D4"}, "C2": {"C2", "C4", "D2", "D4"},
+                "D2": {"D2", "D4"}, "FlipX": {"FlipX", "D2", "D4"},
+                "FlipY": {"FlipY", "D2", "D4"}}
+    names = [g.name for g in GROUPS]
+    found = nested_subspaces(soft_layers(model), len(GROUPS))
+    assert {names[j]: {names[k] for k in inside} for j, inside in enumerate(found)} == expected
 
 
 def test_augmentation_transforms_back_and_is_the_model_in_evaluation():
