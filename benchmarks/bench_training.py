@@ -47,7 +47,8 @@ from softequiv.train import _adam, compiled, decoupled_penalty_step
 ROOT = Path(__file__).parents[1]
 RESULTS = Path(__file__).parent / "results" / "training.json"
 JAX_REFERENCE = {"epoch_s": 2.8, "source": "issue 13: the published JAX code, 2.65-2.96 s per "
-                 "epoch side by side on this machine (1000 points, batch 500, ch 128)"}
+                 "epoch side by side on an earlier release's machine (1000 points, batch "
+                 "500, ch 128); bench_jax.py measures it side by side on this one"}
 EPOCH_SCRIPT = """
 import json, sys, time, torch
 torch.set_num_threads(int(sys.argv[3]))
