@@ -18,20 +18,21 @@ only, no D4):
   components swapped (see ``SWAPPED``; ``rsteer-unswapped``, not run by default, without).
 
 Each model: their defaults where they exist (kernel 3, 5 layers, Adam lr 1e-3 with weight
-decay 4e-4, learning rate x 0.95 per epoch, the weight constraint of ``run.sh``'s alpha added
-as their ``train_epoch`` does on a GPU), ``--hidden`` regular C4 fields per hidden layer
-(default 8 = 32 channels, our ``ch``; ``run.sh`` has 92 for RSteer, ~6 s per batch of 16 on
-one CPU thread here, hours per run), and our protocol: the one-step predictor of the smoke
-dataset (the last 4 Vector fields -> the next), 60 epochs, batch 16, selection of the epoch
-with the lowest validation MSE, inputs and targets divided per Vector copy by their training
-RMS norm (as ``softequiv.data.normalize``). Test RMSE as ``softequiv.report``: the square
-root of the mean squared error over every value, in the data's units, on the "future" and
-"domain" rows of ``Dataset.test_parts()`` of the same ``smoke(variant, seed)`` (the seed
-picks the unseen inflows and seeds the training, as in ``softequiv bench``). Also recorded:
-relative equivariance errors ``||f(g x) - g f(x)|| / ||f(x)||`` on 32 future rows per D4
-element (g by ``softequiv.fields.transform``), of the trained model and of a copy with the
-relaxation tied (exactly C4-equivariant by their construction: a check that their rotation
-convention matches the data's).
+decay 4e-4, learning rate x 0.95 per epoch, the weight constraint of ``run.sh``'s alpha
+added as their ``train_epoch`` does on a GPU), ``--hidden`` regular C4 fields per hidden
+layer (default 8 = 32 channels, our ``ch``; ``run.sh`` has 92 for RSteer, ~6 s per batch of
+16 on one CPU thread here, hours per run), and our protocol: the one-step predictor of the
+smoke dataset (the last 4 Vector fields -> the next), 60 epochs, batch 16, selection of the
+epoch with the lowest validation MSE, inputs and targets divided per Vector copy by their
+training RMS norm (``softequiv.data.normalize.RepScaler``, fitted here and passed to the
+worker). Test RMSE as ``softequiv.report``: the square root of the mean squared error over
+every value, in the data's units, on the "future" and "domain" rows of
+``Dataset.test_parts()`` of the same ``smoke(variant, seed)`` (the seed picks the unseen
+inflows and seeds the training, as in ``softequiv bench``). Also recorded: relative
+equivariance errors ``||f(g x) - g f(x)|| / ||f(x)||`` on 32 future rows per D4 element (g
+by ``softequiv.fields.transform``), of the trained model and of a copy with the relaxation
+tied (exactly C4-equivariant by their construction: a check that their rotation convention
+matches the data's).
 
 Writes benchmarks/results/published_relaxed.json (with our rows of
 benchmarks/results/smoke.json, the installs, the patches and the exact commands). Run:
@@ -167,15 +168,6 @@ def _tied_copy(model):
     return tied
 
 
-def _vector_scales(values: np.ndarray) -> np.ndarray:
-    """Per Vector copy of fields [N, 2c, H, W]: the RMS norm over rows and grid points."""
-    n, size = values.shape[:2]
-    copies = values.reshape(n, size // 2, 2, -1)
-    scale = np.sqrt(np.mean(np.sum(copies**2, axis=2), axis=(0, 2)))
-    scale = np.where(scale > 1e-12, scale, 1.0)
-    return np.repeat(scale, 2).reshape(1, size, 1, 1)
-
-
 def _swap_components(values: np.ndarray) -> np.ndarray:
     """Fields [N, 2c, H, W] of c Vectors with each Vector's two components swapped."""
     out = values.copy()
@@ -193,7 +185,8 @@ def worker(args: argparse.Namespace) -> dict:
     layout = _swap_components if args.model in SWAPPED else (lambda values: values)
     X, Y, split = layout(data["X"]), layout(data["Y"]), data["split"]
     train, valid, test = split == 0, split == 1, split == 2
-    x_scale, y_scale = _vector_scales(X[train]), _vector_scales(Y[train])
+    scales = np.load(args.scales)
+    x_scale, y_scale = (scales[key].reshape(1, -1, 1, 1) for key in ("x", "y"))
 
     def tensor(values, scale):
         return torch.as_tensor(values / scale, dtype=torch.float32)
@@ -278,21 +271,28 @@ def worker(args: argparse.Namespace) -> dict:
 # Driver: this library's python.
 
 
-def export(variant: str, seed: int, folder: Path) -> tuple[object, Path, Path]:
-    """The smoke dataset as ``softequiv data smoke`` writes it, and the probe inputs: 32
-    future rows and their images under each D4 element."""
-    from softequiv.data.plumes import FUTURE, smoke, write_file
+def export(variant: str, seed: int, folder: Path) -> tuple[object, Path, Path, Path]:
+    """The smoke dataset as ``softequiv data smoke`` writes it, the probe inputs (32 future
+    rows and their images under each D4 element) and the per-component scales of inputs and
+    targets that softequiv fits on the training rows (:class:`RepScaler`)."""
+    from softequiv.data.normalize import RepScaler
+    from softequiv.data.plumes import FUTURE, TRAIN, smoke, write_file
     from softequiv.data.simulators.smoke import elements
     from softequiv.fields import transform
     from softequiv.spec import parse_rep
 
     dataset = smoke(variant=variant, seed=seed)
     data = write_file(dataset, folder / f"{variant}-{seed}.npz")
+    train = dataset.split == TRAIN
+    scales_path = folder / f"{variant}-{seed}-scales.npz"
+    np.savez(scales_path, **{key: RepScaler(parse_rep(rep), 2).fit(values[train]).scale
+                             for key, rep, values in (("x", dataset.rep_in, dataset.X),
+                                                      ("y", dataset.rep_out, dataset.Y))})
     x = dataset.X[dataset.split == FUTURE][:PROBE_ROWS]
     probe = {name: transform(x, g, parse_rep(dataset.rep_in)) for name, g in elements("D4").items()}
     probe_path = folder / f"{variant}-{seed}-probe.npz"
     np.savez(probe_path, **probe)
-    return dataset, data, probe_path
+    return dataset, data, probe_path, scales_path
 
 
 def relative_errors(predictions: dict, kind: str) -> dict[str, float]:
@@ -308,16 +308,16 @@ def relative_errors(predictions: dict, kind: str) -> dict[str, float]:
             for name, g in elements("D4").items() if name != "e"}
 
 
-def run_one(args: argparse.Namespace, dataset, data: Path, probe: Path, model: str,
+def run_one(args: argparse.Namespace, dataset, data: Path, probe: Path, scales: Path, model: str,
             seed: int, folder: Path) -> dict:
     from softequiv.data.plumes import TEST
 
     out = folder / f"{data.stem}-{model}-pred.npz"
     argv = [args.python, str(Path(__file__).resolve()), "--worker", "--published",
-            str(args.published), "--data", str(data), "--probe", str(probe), "--model", model,
-            "--seed", str(seed), "--optimizer", args.optimizer, "--epochs", str(args.epochs),
-            "--batch-size",
-            str(args.batch_size), "--hidden", str(args.hidden), "--threads", str(args.threads),
+            str(args.published), "--data", str(data), "--probe", str(probe), "--scales",
+            str(scales), "--model", model, "--seed", str(seed), "--optimizer", args.optimizer,
+            "--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--hidden",
+            str(args.hidden), "--threads", str(args.threads),
             "--out", str(out)]
     load = os.getloadavg()
     start = time.perf_counter()
@@ -417,9 +417,9 @@ def main(args: argparse.Namespace) -> dict:
         folder = Path(tmp)
         for variant in variants:
             for seed in range(args.seeds):
-                dataset, data, probe = export(variant, seed, folder)
+                dataset, data, probe, scales = export(variant, seed, folder)
                 for model in models:
-                    row = run_one(args, dataset, data, probe, model, seed, folder)
+                    row = run_one(args, dataset, data, probe, scales, model, seed, folder)
                     print(json.dumps({k: row[k] for k in ("variant", "model", "seed",
                                                           "parameters", "best_epoch",
                                                           "seconds")}
@@ -465,6 +465,7 @@ if __name__ == "__main__":
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--probe", help=argparse.SUPPRESS)
+    parser.add_argument("--scales", help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     arguments = parser.parse_args()
