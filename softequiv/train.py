@@ -555,13 +555,19 @@ class Training:
                      for group in groups}
         return found
 
-    def symmetrized(self) -> tuple[torch.Tensor, list[torch.Tensor]] | None:
-        """Per-row validation errors of the selected model and of its average over every
-        candidate (:func:`softequiv.averaging.group_average`); None when no verdict can
-        come of it."""
+    def symmetrized(self, state: dict[str, torch.Tensor] | None = None,
+                    ) -> tuple[torch.Tensor, list[torch.Tensor]] | None:
+        """Per-row validation errors of the selected model (or of the parameters
+        ``state``: a refit's) and of its average over every candidate
+        (:func:`softequiv.averaging.group_average`); None when no verdict can come of
+        it."""
         if self._unjudged() is not None:
             return None
         problem = self.problem
+        selected = parameters_copy(self.model)
+        if state is not None:
+            load_parameters(self.model, state)
+        self.model.eval()
         X, Y = problem.dataset.part(VALID)
         predict = TrainResult(self.model, problem, self.config, None, [], 0, 0.0).predict
         target = problem.y_scaler.transform(Y)
@@ -573,7 +579,10 @@ class Training:
         averages = [errors(group_average(predict, X, group, problem.rep_in, problem.rep_out,
                                          seed=self.config.seed + j))
                     for j, group in enumerate(problem.groups)]
-        return errors(predict(X)), averages
+        found = errors(predict(X)), averages
+        load_parameters(self.model, selected)
+        self.model.eval()
+        return found
 
     def judge(self, refits: dict[int | None, Refit] | None,
               symmetrized: tuple[torch.Tensor, list[torch.Tensor]] | None,
@@ -584,10 +593,12 @@ class Training:
         if refits is None or symmetrized is None:
             reason = self._unjudged()
             return verdicts.undetermined(len(names), reason), [f"verdicts undetermined: {reason}"]
+        free_averaged = self.symmetrized(refits[None].state)[1]
         return verdicts.judge(refits[None].errors, [refits[j].errors for j in range(len(names))],
                               self.valid[1], names=names,
                               inside=nested_subspaces(self.layers, len(names)),
-                              symmetrized=symmetrized, seed=self.config.seed)
+                              free_averaged=free_averaged, symmetrized=symmetrized,
+                              seed=self.config.seed)
 
     def _unjudged(self) -> str | None:
         """Why no candidate can be judged before any refit, or None."""

@@ -230,3 +230,28 @@ def test_candidates_held_exactly_are_ranked_by_their_strength():
               {"name": "SO2xy", "model_error": 4e-7, "lambda": 100.0},
               {"name": "O2xz", "model_error": 0.2, "lambda": None}]
     assert rank(groups) == ["SO2xy", "O2xy", "O2xz", "O2yz"]
+
+
+def test_the_free_refit_averaged_over_a_candidate_counts_on_both_sides():
+    # Candidate 1's own refit missed the free refit's fit by 8% (a separate training);
+    # the free refit averaged over it fits better than the free one: a G_1 model that
+    # fits as well as any, so G_1 holds. Averaged over candidate 2 the free refit fits
+    # 3x worse, and that average does not impose G_1: it never becomes G_1's reference.
+    n = 500
+    free = errors(n, 0.02, 0.3, 19)
+    constrained = [free * 3.0, free * 1.08, free * 2.0]
+    averaged = [free * 3.0, free * 0.9, free * 3.0]
+    inside = [[0], [1, 0], [2, 0]]
+    before, _ = V.judge(free, constrained, targets(n, 1.0), names=NAMES, inside=inside)
+    assert [f["verdict"] for f in before] == [V.BROKEN, V.BROKEN, V.BROKEN]
+    found, _ = V.judge(free, constrained, targets(n, 1.0), names=NAMES, inside=inside,
+                       free_averaged=averaged)
+    assert [f["verdict"] for f in found] == [V.BROKEN, V.HOLDS, V.BROKEN]
+    assert found[1]["evidence"]["value"] == pytest.approx(0.9)
+    assert found[1]["evidence"]["imposing"] == V.averaged_name("B")
+    assert found[1]["evidence"]["reference"] == V.FREE
+    # the break of C is measured against the best model not imposing it: B's average
+    assert found[2]["evidence"]["reference"] == V.averaged_name("B")
+    assert found[2]["evidence"]["value"] == pytest.approx(2.0 / 0.9)
+    stored = [{"name": name} | f for name, f in zip(NAMES, found, strict=True)]
+    assert [f["verdict"] for f in V.rejudge(stored)[0]] == [f["verdict"] for f in found]
