@@ -7,7 +7,8 @@ Two questions, each answered by a ratio of validation MSEs:
   subspace (a hard EMLP of that candidate, starting from the projection of the selected
   weights; :func:`softequiv.train.refit`), as long as the run trained (the projection
   may cost a model most of its fit, and a short refit would mistake "not recovered yet"
-  for a break).
+  for a break). The free refit averaged over each candidate (as below) is one more
+  retrained model of that candidate.
 - **symmetrized**: does the trained model need its break of G_j? The selected model's
   own predictions averaged over G_j (:mod:`softequiv.averaging`: the G_j-equivariant
   function nearest the model's, with no weight moved) against the model's.

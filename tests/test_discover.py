@@ -20,7 +20,7 @@ from softequiv.train import Problem, TrainConfig, TrainResult
 GROUP_KEYS = {"name", "lambda", "regularizer", "model_error", "true_error", "verdict",
               "evidence"}
 EVIDENCE_KEYS = {"statistic", "value", "interval", "level", "tolerance", "reason",
-                 "reference", "symmetrized"}
+                 "reference", "imposing", "symmetrized"}
 INERTIA_GROUPS = ["O(3)", "O2xy", "O2yz", "O2xz"]
 EXACT_PLANE = {"z": "O2xy", "x": "O2yz", "y": "O2xz"}
 TRUE_EXACT = 1e-10  # ground-truth error of the exact plane (float64 numpy function)
