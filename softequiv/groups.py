@@ -141,6 +141,12 @@ class Group:
         self.__dict__["_elements"] = out
         return out
 
+    def contains(self, other: Group) -> bool:
+        """True when every element of the finite group ``other`` is one of this finite
+        group's (both list their elements, :meth:`elements`)."""
+        mine = {_element_key(g) for g in self.elements()}
+        return all(_element_key(g) in mine for g in other.elements())
+
     def index_of(self, g: Array, atol: float = 1e-9) -> int:
         """Position of the element ``g`` in :meth:`elements`; ValueError if it is not one."""
         hits = np.flatnonzero(np.abs(self.elements() - np.asarray(g)).max(axis=(1, 2)) <= atol)

@@ -12,7 +12,7 @@ import math
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -28,7 +28,7 @@ from softequiv.data.normalize import RepScaler
 from softequiv.errors import InputError
 from softequiv.fields import D as FIELD_D
 from softequiv.fields import check_grid
-from softequiv.groups import Group
+from softequiv.groups import Group, Union
 from softequiv.nn import (
     CNN,
     EMLP,
@@ -563,6 +563,38 @@ class Training:
         it."""
         if self._unjudged() is not None:
             return None
+        return self._averaged_errors(state, self.problem.groups)
+
+    def refits_averaged(self, refits: dict[int | None, Refit]) -> list[verdicts.Averaged]:
+        """On fields: each candidate's refit averaged over the group it generates with each
+        other candidate, with the candidates that average imposes (every one that group
+        contains); none on vectors, whose continuous groups are averaged over samples, so
+        that an average is not exactly a model of the group generated."""
+        if not self.problem.fields:
+            return []
+        groups, names = self.problem.groups, self.problem.dataset.groups
+        found = []
+        for k, group in enumerate(groups):
+            generated: list[tuple[int, Group]] = []
+            for m, other in enumerate(groups):
+                union = Union(group, other)
+                if group.contains(union) or any(h.contains(union) for _, h in generated
+                                                if union.contains(h)):
+                    continue
+                generated.append((m, union))
+            if not generated:
+                continue
+            errors = self._averaged_errors(refits[k].state, [h for _, h in generated])[1]
+            found += [verdicts.Averaged(verdicts.averaged_name(names[m], refit=names[k]), e,
+                                        frozenset(j for j, g in enumerate(groups)
+                                                  if union.contains(g)))
+                      for (m, union), e in zip(generated, errors, strict=True)]
+        return found
+
+    def _averaged_errors(self, state: dict[str, torch.Tensor] | None, groups: Sequence[Group],
+                         ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Per-row validation errors of the selected model (or of ``state``) and of its
+        average over each of ``groups``."""
         problem = self.problem
         selected = parameters_copy(self.model)
         if state is not None:
@@ -578,7 +610,7 @@ class Training:
 
         averages = [errors(group_average(predict, X, group, problem.rep_in, problem.rep_out,
                                          seed=self.config.seed + j))
-                    for j, group in enumerate(problem.groups)]
+                    for j, group in enumerate(groups)]
         found = errors(predict(X)), averages
         load_parameters(self.model, selected)
         self.model.eval()
@@ -597,7 +629,8 @@ class Training:
         return verdicts.judge(refits[None].errors, [refits[j].errors for j in range(len(names))],
                               self.valid[1], names=names,
                               inside=nested_subspaces(self.layers, len(names)),
-                              free_averaged=free_averaged, symmetrized=symmetrized,
+                              free_averaged=free_averaged,
+                              averaged=self.refits_averaged(refits), symmetrized=symmetrized,
                               seed=self.config.seed)
 
     def _unjudged(self) -> str | None:

@@ -8,7 +8,9 @@ Two questions, each answered by a ratio of validation MSEs:
   weights; :func:`softequiv.train.refit`), as long as the run trained (the projection
   may cost a model most of its fit, and a short refit would mistake "not recovered yet"
   for a break). The free refit averaged over each candidate (as below) is one more
-  retrained model of that candidate.
+  retrained model of that candidate; on fields, whose candidates are finite groups
+  averaged exactly, so is every candidate's refit averaged over the group it generates
+  with another (a refit inside C2 averaged over FlipY is a model of D2).
 - **symmetrized**: does the trained model need its break of G_j? The selected model's
   own predictions averaged over G_j (:mod:`softequiv.averaging`: the G_j-equivariant
   function nearest the model's, with no weight moved) against the model's.
@@ -90,8 +92,8 @@ class Evidence:
     reason: str | None = None
     reference: str | None = None
     imposing: str | None = None
-    """The model imposing G_j that ``value`` is for: a candidate's refit (its name) or the
-    free refit averaged over a candidate (:func:`averaged_name`); None in reports written
+    """The model imposing G_j that ``value`` is for: a candidate's refit (its name) or a
+    refit averaged over a candidate (:func:`averaged_name`); None in reports written
     before it was recorded."""
     symmetrized: dict | None = None
     """The symmetrized answer: ``value``, ``interval`` and ``reference`` as above (None in
@@ -221,9 +223,20 @@ def guard(n_rows: int, r2: float | None) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class Averaged:
+    """A retrained model averaged over a group: how evidence names it, its per-row
+    validation errors, and the candidates whose symmetry the average imposes."""
+
+    name: str
+    errors: torch.Tensor
+    imposes: frozenset[int]
+
+
 def judge(free: torch.Tensor, constrained: Sequence[torch.Tensor], Y_valid: torch.Tensor, *,
           names: Sequence[str], inside: Sequence[Sequence[int]] | None = None,
           free_averaged: Sequence[torch.Tensor] | None = None,
+          averaged: Sequence[Averaged] = (),
           symmetrized: tuple[torch.Tensor, Sequence[torch.Tensor]] | None = None,
           seed: int = 0) -> tuple[list[dict], list[str]]:
     """Verdict and evidence per candidate (the ambient group first) from per-row validation
@@ -246,6 +259,11 @@ def judge(free: torch.Tensor, constrained: Sequence[torch.Tensor], Y_valid: torc
     and beats it by 2x in others, whatever the symmetry). A break the free refit uses
     makes its average worse; one it does not use costs nothing.
 
+    ``averaged`` adds more retrained models that each impose a known set of candidates
+    (a candidate's refit averaged over the finite group it generates with another,
+    :meth:`Training.refits_averaged`): each counts for the candidates it imposes and as
+    an alternative for the others.
+
     ``holds`` says that the alternative would have shown a break had there been one, so
     it is withheld (undetermined, with a warning) when the ambient group, whose subspace
     lies inside every candidate's, is not shown broken: then even the most constrained
@@ -257,11 +275,12 @@ def judge(free: torch.Tensor, constrained: Sequence[torch.Tensor], Y_valid: torc
         return undetermined(len(constrained), reason), [f"verdicts undetermined: {reason}"]
     out = []
     for j in range(len(constrained)):
-        evidence = _compare(free, constrained, j, names, inside, seed, free_averaged)
+        evidence = _compare(free, constrained, j, names, inside, seed, free_averaged,
+                            averaged)
         if symmetrized is not None:
-            averaged = _compare(*symmetrized, j, names, inside, seed)
-            evidence.symmetrized = {"value": averaged.value, "interval": averaged.interval,
-                                    "reference": averaged.reference}
+            symmetric = _compare(*symmetrized, j, names, inside, seed)
+            evidence.symmetrized = {"value": symmetric.value, "interval": symmetric.interval,
+                                    "reference": symmetric.reference}
             evidence.explained()
         out.append({"verdict": evidence.verdict(), "evidence": evidence.as_dict()})
     return _finish(out, names)
@@ -269,7 +288,8 @@ def judge(free: torch.Tensor, constrained: Sequence[torch.Tensor], Y_valid: torc
 
 def _compare(free: torch.Tensor, constrained: Sequence[torch.Tensor], j: int,
              names: Sequence[str], inside: Sequence[Sequence[int]] | None,
-             seed: int, free_averaged: Sequence[torch.Tensor] | None = None) -> Evidence:
+             seed: int, free_averaged: Sequence[torch.Tensor] | None = None,
+             averaged: Sequence[Averaged] = ()) -> Evidence:
     """Candidate j's ratio: the best model imposing G_j over the best one that does not."""
     members = inside[j] if inside is not None else [j]
     others = ([k for k in range(len(constrained)) if k not in members]
@@ -281,16 +301,19 @@ def _compare(free: torch.Tensor, constrained: Sequence[torch.Tensor], j: int,
             found += [(averaged_name(names[k]), free_averaged[k]) for k in ks]
         return found
 
-    imposing, errors = _best(models(members))
-    reference, reference_errors = _best([(FREE, free)] + models(others))
+    imposing, errors = _best(models(members) + [(a.name, a.errors) for a in averaged
+                                                 if j in a.imposes])
+    reference, reference_errors = _best([(FREE, free)] + models(others) + [
+        (a.name, a.errors) for a in averaged if j not in a.imposes])
     evidence = ratio_evidence(errors, reference_errors, seed=seed + j, reference=reference)
     evidence.imposing = imposing
     return evidence
 
 
-def averaged_name(name: str) -> str:
-    """How evidence names the free refit averaged over candidate ``name``."""
-    return f"{FREE} averaged over {name}"
+def averaged_name(name: str, refit: str = FREE) -> str:
+    """How evidence names the refit ``refit`` (the free one, or the one inside a
+    candidate) averaged over candidate ``name``."""
+    return f"{refit} averaged over {name}"
 
 
 def _best(models: list[tuple[str, torch.Tensor]]) -> tuple[str, torch.Tensor]:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from helpers import fails
 
 from softequiv import SymmetryRegressor
@@ -263,3 +264,34 @@ def test_field_defaults_apply_only_to_fields(npz_file):
     with pytest.raises(InputError):
         _train_config(build_parser().parse_args(["discover", "--kernel-size", "4",
                                                  "--out", "x"]), fields).resolved()
+
+
+def test_each_refit_is_averaged_over_the_group_it_generates_with_each_candidate():
+    # On fields a candidate's refit averaged over the finite group it generates with another
+    # is one more retrained model, imposing every candidate that group contains.
+    from softequiv.train import Refit, Training, parameters_copy
+
+    groups = ["D4", "C4", "C2", "FlipX", "FlipY"]
+    X, Y = field_data(n=24)
+    problem = Problem.build(field_dataset(X, Y, groups=groups))
+    run = Training(problem, TrainConfig(method="per", epochs=1, ch=8, layers=1,
+                                        batch_size=8, progress=False).resolved())
+    state = parameters_copy(run.model)
+    refits = {k: Refit(k, state, None, 0, []) for k in (None, *range(len(groups)))}
+    found = {a.name: a for a in run.refits_averaged(refits)}
+    every = frozenset(range(5))
+    d2 = frozenset({2, 3, 4})
+    assert {name: set(a.imposes) for name, a in found.items()} == {
+        "C4 averaged over D4": every, "C2 averaged over D4": every,
+        "C2 averaged over C4": {1, 2}, "C2 averaged over FlipX": d2,
+        "FlipX averaged over D4": every, "FlipX averaged over C2": d2,
+        "FlipY averaged over D4": every, "FlipY averaged over C2": d2}
+    # one model averaged over the same group (D2, D4) is one function, whatever the names
+    torch.testing.assert_close(found["C2 averaged over FlipX"].errors,
+                               found["FlipX averaged over C2"].errors)
+    torch.testing.assert_close(found["C4 averaged over D4"].errors,
+                               found["FlipY averaged over D4"].errors)
+    assert not Training(Problem.build(Dataset("rows", X[:, :, 0, 0], Y[:, :, 0, 0], REP_IN,
+                                              REP_OUT, ["O(2)", "SO(2)"], standard_split(24))),
+                        TrainConfig(method="per", epochs=1, ch=8, progress=False).resolved()
+                        ).refits_averaged(refits)

@@ -101,3 +101,13 @@ def test_embed_rejects_bad_axes():
         G.Embed(G.O(2), 3, [0, 3])
     with pytest.raises(ValueError, match="acts on"):
         G.Embed(G.O(2), 3, [0])
+
+
+def test_finite_groups_contain_their_subgroups_and_what_they_generate():
+    from softequiv.groups import C2, C4, D2, D4, FlipX, FlipY, Union
+
+    assert D4().contains(C4()) and D4().contains(FlipX()) and D2().contains(C2())
+    assert not FlipX().contains(C2()) and not C4().contains(FlipY())
+    generated = Union(FlipX(), C2())
+    assert generated.contains(D2()) and D2().contains(generated)
+    assert Union(C4(), FlipY()).contains(D4())

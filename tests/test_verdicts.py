@@ -255,3 +255,35 @@ def test_the_free_refit_averaged_over_a_candidate_counts_on_both_sides():
     assert found[2]["evidence"]["value"] == pytest.approx(2.0 / 0.9)
     stored = [{"name": name} | f for name, f in zip(NAMES, found, strict=True)]
     assert [f["verdict"] for f in V.rejudge(stored)[0]] == [f["verdict"] for f in found]
+
+
+def test_averaged_refits_count_for_the_candidates_they_impose_and_against_the_others():
+    # B's own refit misses the best fit (C's refit, which does not impose B) by 18% and the
+    # free refit averaged over B by 16%, but C's refit averaged over the group it
+    # generates with B (imposing B and C) fits within 1% of it: B holds.
+    n = 500
+    free = errors(n, 0.02, 0.3, 23)
+    constrained = [free * 3.0, free * 1.12, free * 0.95]
+    averaged = [free * 3.0, free * 1.10, free * 1.5]
+    inside = [[0], [1, 0], [2, 0]]
+    before, _ = V.judge(free, constrained, targets(n, 1.0), names=NAMES, inside=inside,
+                        free_averaged=averaged)
+    assert [f["verdict"] for f in before] == [V.BROKEN, V.BROKEN, V.HOLDS]
+    both = V.Averaged(V.averaged_name("B", refit="C"), free * 0.96, frozenset({1, 2}))
+    only_c = V.Averaged(V.averaged_name("A", refit="C"), free * 0.5, frozenset({0, 1, 2}))
+    found, _ = V.judge(free, constrained, targets(n, 1.0), names=NAMES, inside=inside,
+                       free_averaged=averaged, averaged=[both],
+                       symmetrized=(free, [free * 3.0, free, free]))
+    assert [f["verdict"] for f in found] == [V.BROKEN, V.HOLDS, V.HOLDS]
+    assert found[1]["evidence"]["imposing"] == "C averaged over B"
+    assert found[1]["evidence"]["reference"] == "C"
+    # a model imposing every candidate that fits best shows no break of any
+    found, _ = V.judge(free, constrained, targets(n, 1.0), names=NAMES, inside=inside,
+                       free_averaged=averaged, averaged=[both, only_c])
+    assert [f["evidence"]["imposing"] for f in found] == ["C averaged over A"] * 3
+    # an average not imposing a candidate is its reference
+    not_b = V.Averaged(V.averaged_name("C", refit="A"), free * 0.5, frozenset({2}))
+    found, _ = V.judge(free, constrained, targets(n, 1.0), names=NAMES, inside=inside,
+                       free_averaged=averaged, averaged=[not_b])
+    assert found[1]["evidence"]["reference"] == "A averaged over C"
+    assert found[1]["verdict"] == V.BROKEN
